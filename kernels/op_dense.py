@@ -1,0 +1,93 @@
+"""Dense layers: Gemm, MatMul with a constant operand, and the fused MatMul+Add (``onnxlrp::Dense``).
+
+All are ``z = x W + b`` for the linear rules: the parameter ``weight`` is the effective ``(K, M)`` matrix (Gemm's
+``alpha`` and ``transB`` applied), ``bias`` the effective bias (Gemm's ``beta·C``).
+"""
+from __future__ import annotations
+
+from onnxlrp.registry import LinearKernel, LinearOp, register_kernel, unbroadcast
+
+
+def _swap(a):
+    return a.swapaxes(-1, -2)
+
+
+@register_kernel("Gemm", since=1)
+class GemmKernel(LinearKernel):
+    """Gemm ``Y = alpha·A'B' + beta·C``; the data input is ``A`` (``transA`` handled as a structural transpose)."""
+
+    category = "dense"
+
+    def data_inputs(self, node, varying):
+        if any(t in varying for t in node.inputs[1:]):
+            return "a Gemm whose B or C operand depends on the explained input is not supported"
+        return super().data_inputs(node, varying)
+
+    def linear_op(self, call):
+        a = call.attrs
+        b, c = call.inputs[1], (call.inputs[2] if len(call.inputs) > 2 else None)
+        weight = float(a.get("alpha", 1.0)) * (b.T if a.get("transB", 0) else b)
+        bias = None if c is None else float(a.get("beta", 1.0)) * c
+        trans_a = bool(a.get("transA", 0))
+
+        def forward(xs, p):
+            x = xs[0].T if trans_a else xs[0]
+            z = x @ p["weight"]
+            return z if p["bias"] is None else z + p["bias"]
+
+        def vjp(g, p):
+            gx = g @ p["weight"].T
+            return [gx.T if trans_a else gx]
+
+        return LinearOp(ports=(0,), inputs=[call.inputs[0]], params={"weight": weight, "bias": bias},
+                        forward=forward, vjp=vjp)
+
+
+@register_kernel("MatMul", since=1)
+class MatMulKernel(LinearKernel):
+    """MatMul with one constant operand (a dense layer, as Keras/tf2onnx export it); bilinear use is rejected."""
+
+    category = "dense"
+
+    def data_inputs(self, node, varying):
+        ports = tuple(p for p in (0, 1) if node.inputs[p] in varying)
+        if len(ports) == 2:
+            return "MatMul of two tensors that both depend on the input (bilinear, e.g. attention) is not supported"
+        return ports
+
+    def linear_op(self, call):
+        xp = call.xp
+        port = 0 if call.varying[0] else 1
+        x, w = call.inputs[port], call.inputs[1 - port]
+        if w.ndim < 2 or x.ndim < 2:
+            from onnxlrp.errors import UnsupportedOpError
+            raise UnsupportedOpError(f"MatMul node {call.node.name!r} multiplies by a vector; only matrix operands "
+                                     "of rank >= 2 are supported")
+
+        def forward(xs, p):
+            return xs[0] @ p["weight"] if port == 0 else p["weight"] @ xs[0]
+
+        def vjp(g, p):
+            gx = g @ _swap(p["weight"]) if port == 0 else _swap(p["weight"]) @ g
+            return [unbroadcast(xp, gx, x.shape)]
+
+        return LinearOp(ports=(port,), inputs=[x], params={"weight": w}, forward=forward, vjp=vjp)
+
+
+@register_kernel("Dense", domain="onnxlrp", since=1)
+class DenseKernel(LinearKernel):
+    """``onnxlrp::Dense(x, W, b) = x @ W + b``: a MatMul followed by an Add of a constant, fused by the canonizer
+    so that rules see the bias (zennit's ``nn.Linear``)."""
+
+    category = "dense"
+
+    def linear_op(self, call):
+        xp = call.xp
+        x = call.inputs[0]
+
+        def forward(xs, p):
+            z = xs[0] @ p["weight"]
+            return z if p["bias"] is None else z + p["bias"]
+
+        return LinearOp(ports=(0,), inputs=[x], params={"weight": call.inputs[1], "bias": call.inputs[2]},
+                        forward=forward, vjp=lambda g, p: [unbroadcast(xp, g @ _swap(p["weight"]), x.shape)])

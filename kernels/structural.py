@@ -1,0 +1,256 @@
+"""Ops that only move values around. Relevance and gradients take the exact adjoint (conserving): reshapes are
+undone, concatenations split, slices scattered back, pads cropped."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from onnxlrp.registry import Kernel, register_kernel, scatter_ports
+
+
+def _ints(value) -> list[int]:
+    return [int(v) for v in np.asarray(value).reshape(-1).tolist()]
+
+
+def _host(value):
+    """A small shape/axes operand as a host numpy array (CuPy arrays are copied back)."""
+    return value.get() if hasattr(value, "get") else value
+
+
+class _Reshaping(Kernel):
+    """Ops whose VJP is ``g.reshape(x.shape)``; subclasses give the forward."""
+
+    def vjp(self, call, grads):
+        return scatter_ports(len(call.inputs), (0,), [grads[0].reshape(call.inputs[0].shape)])
+
+
+@register_kernel("Identity", since=1)
+class IdentityKernel(_Reshaping):
+    """Identity."""
+
+    def forward(self, call):
+        return (call.inputs[0],)
+
+
+@register_kernel("Dropout", since=1)
+class DropoutKernel(_Reshaping):
+    """Dropout in inference (identity; the mask output carries no relevance)."""
+
+    def forward(self, call):
+        return (call.inputs[0],) + (None,) * (len(call.node.outputs) - 1)
+
+
+@register_kernel("Cast", since=1)
+class CastKernel(_Reshaping):
+    """Cast between floating types (identity for relevance)."""
+
+    def data_inputs(self, node, varying):
+        import onnx
+        to = node.attrs.get("to")
+        if to not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+                      onnx.TensorProto.BFLOAT16):
+            return "Cast to a non-floating type on the relevance path carries no relevance and is not supported"
+        return super().data_inputs(node, varying)
+
+    def forward(self, call):
+        return (call.inputs[0],)
+
+
+@register_kernel("Flatten", since=1)
+class FlattenKernel(_Reshaping):
+    """Flatten to 2-D around ``axis``."""
+
+    def forward(self, call):
+        x = call.inputs[0]
+        axis = int(call.attrs.get("axis", 1)) % (x.ndim or 1) if x.ndim else 0
+        return (x.reshape(math.prod(x.shape[:axis]), -1),)
+
+
+@register_kernel("Reshape", since=5)
+class ReshapeKernel(_Reshaping):
+    """Reshape with ONNX semantics (``0`` copies a dimension unless ``allowzero``, ``-1`` is inferred)."""
+
+    def forward(self, call):
+        x = call.inputs[0]
+        shape = _ints(_host(call.inputs[1]))
+        if not call.attrs.get("allowzero", 0):
+            shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+        return (x.reshape(shape),)
+
+
+@register_kernel("Squeeze", since=1)
+class SqueezeKernel(_Reshaping):
+    """Squeeze the given (or all size-1) axes."""
+
+    def forward(self, call):
+        x = call.inputs[0]
+        axes = call.attrs.get("axes")
+        if len(call.inputs) > 1 and call.inputs[1] is not None:
+            axes = _ints(_host(call.inputs[1]))
+        if axes is None:
+            return (x.reshape([s for s in x.shape if s != 1]),)
+        axes = {a % x.ndim for a in axes}
+        return (x.reshape([s for i, s in enumerate(x.shape) if i not in axes]),)
+
+
+@register_kernel("Unsqueeze", since=1)
+class UnsqueezeKernel(_Reshaping):
+    """Insert size-1 axes."""
+
+    def forward(self, call):
+        x = call.inputs[0]
+        axes = call.attrs.get("axes")
+        if len(call.inputs) > 1 and call.inputs[1] is not None:
+            axes = _ints(_host(call.inputs[1]))
+        rank = x.ndim + len(axes)
+        axes = sorted(a % rank for a in axes)
+        shape = list(x.shape)
+        for a in axes:
+            shape.insert(a, 1)
+        return (x.reshape(shape),)
+
+
+@register_kernel("Transpose", since=1)
+class TransposeKernel(Kernel):
+    """Transpose by ``perm`` (default: reverse); VJP transposes by the inverse permutation."""
+
+    def _perm(self, call):
+        perm = call.attrs.get("perm")
+        return list(perm) if perm else list(range(call.inputs[0].ndim))[::-1]
+
+    def forward(self, call):
+        return (call.inputs[0].transpose(self._perm(call)),)
+
+    def vjp(self, call, grads):
+        inverse = np.argsort(self._perm(call)).tolist()
+        return scatter_ports(len(call.inputs), (0,), [grads[0].transpose(inverse)])
+
+
+@register_kernel("Concat", since=1)
+class ConcatKernel(Kernel):
+    """Concat along ``axis``; each varying input gets its slice of the output relevance."""
+
+    def data_inputs(self, node, varying):
+        return tuple(p for p, t in enumerate(node.inputs) if t in varying)
+
+    def forward(self, call):
+        return (call.xp.concatenate(call.inputs, axis=int(call.attrs["axis"])),)
+
+    def vjp(self, call, grads):
+        g = grads[0]
+        axis = int(call.attrs["axis"]) % g.ndim
+        out, start = [], 0
+        for x, varying in zip(call.inputs, call.varying):
+            size = x.shape[axis]
+            out.append(g[(slice(None),) * axis + (slice(start, start + size),)] if varying else None)
+            start += size
+        return tuple(out)
+
+
+@register_kernel("Split", since=1)
+class SplitKernel(Kernel):
+    """Split along ``axis`` (sizes from the ``split`` input/attribute or ``num_outputs``); VJP concatenates."""
+
+    def _sizes(self, call, length):
+        split = call.attrs.get("split")
+        if len(call.inputs) > 1 and call.inputs[1] is not None:
+            split = _ints(_host(call.inputs[1]))
+        n = len(call.node.outputs)
+        if not split:
+            chunk = -(-length // n)
+            split = [min(chunk, length - i * chunk) for i in range(n)]
+        return split
+
+    def forward(self, call):
+        x = call.inputs[0]
+        axis = int(call.attrs.get("axis", 0)) % x.ndim
+        bounds = np.cumsum(self._sizes(call, x.shape[axis]))[:-1].tolist()
+        return tuple(call.xp.split(x, bounds, axis=axis))
+
+    def vjp(self, call, grads):
+        xp, x = call.xp, call.inputs[0]
+        axis = int(call.attrs.get("axis", 0)) % x.ndim
+        pieces = []
+        for size, g in zip(self._sizes(call, x.shape[axis]), grads):
+            if g is None:
+                shape = list(x.shape)
+                shape[axis] = size
+                g = xp.zeros(shape, dtype=x.dtype)
+            pieces.append(g)
+        return scatter_ports(len(call.inputs), (0,), [xp.concatenate(pieces, axis=axis)])
+
+
+@register_kernel("Slice", since=1)
+class SliceKernel(Kernel):
+    """Slice (attributes before opset 10, inputs afterwards); VJP scatters into zeros."""
+
+    def _index(self, call):
+        x = call.inputs[0]
+        if call.node.since < 10:
+            starts, ends = call.attrs["starts"], call.attrs["ends"]
+            axes, steps = call.attrs.get("axes"), None
+        else:
+            starts, ends = _ints(_host(call.inputs[1])), _ints(_host(call.inputs[2]))
+            axes = _ints(_host(call.inputs[3])) if len(call.inputs) > 3 and call.inputs[3] is not None else None
+            steps = _ints(_host(call.inputs[4])) if len(call.inputs) > 4 and call.inputs[4] is not None else None
+        axes = list(range(len(starts))) if axes is None else axes
+        steps = [1] * len(starts) if steps is None else steps
+        index = [slice(None)] * x.ndim
+        for s, e, a, st in zip(starts, ends, axes, steps):
+            index[a % x.ndim] = slice(*slice(int(s), int(e), int(st)).indices(x.shape[a % x.ndim]))
+        return tuple(index)
+
+    def forward(self, call):
+        return (call.inputs[0][self._index(call)],)
+
+    def vjp(self, call, grads):
+        x = call.inputs[0]
+        dx = call.xp.zeros(x.shape, dtype=grads[0].dtype)
+        dx[self._index(call)] = grads[0]
+        return scatter_ports(len(call.inputs), (0,), [dx])
+
+
+@register_kernel("Pad", since=1)
+class PadKernel(Kernel):
+    """Constant-mode Pad (negative pads crop); VJP crops the padding off (and zero-fills cropped parts)."""
+
+    def data_inputs(self, node, varying):
+        if node.attrs.get("mode", "constant") != "constant":
+            return f"Pad mode {node.attrs.get('mode')!r} is not supported (only 'constant')"
+        return super().data_inputs(node, varying)
+
+    def _pads(self, call):
+        x = call.inputs[0]
+        pads = call.attrs.get("pads") if call.node.since < 11 else _ints(_host(call.inputs[1]))
+        axes = list(range(x.ndim))
+        if len(call.inputs) > 3 and call.inputs[3] is not None:
+            axes = [a % x.ndim for a in _ints(_host(call.inputs[3]))]
+        begin, end = [0] * x.ndim, [0] * x.ndim
+        for k, a in enumerate(axes):
+            begin[a], end[a] = int(pads[k]), int(pads[k + len(axes)])
+        return begin, end
+
+    def _value(self, call):
+        if call.node.since < 11:
+            return float(call.attrs.get("value", 0.0))
+        if len(call.inputs) > 2 and call.inputs[2] is not None and _host(call.inputs[2]).size:
+            return float(_host(call.inputs[2]).reshape(-1)[0])
+        return 0.0
+
+    def forward(self, call):
+        xp, x = call.xp, call.inputs[0]
+        begin, end = self._pads(call)
+        widths = [(max(b, 0), max(e, 0)) for b, e in zip(begin, end)]
+        y = xp.pad(x, widths, constant_values=self._value(call))
+        crop = tuple(slice(max(-b, 0), y.shape[i] - max(-e, 0)) for i, (b, e) in enumerate(zip(begin, end)))
+        return (y[crop],)
+
+    def vjp(self, call, grads):
+        xp, x, g = call.xp, call.inputs[0], grads[0]
+        begin, end = self._pads(call)
+        dx = xp.zeros(x.shape, dtype=g.dtype)
+        src = tuple(slice(max(b, 0), g.shape[i] - max(e, 0)) for i, (b, e) in enumerate(zip(begin, end)))
+        dst = tuple(slice(max(-b, 0), x.shape[i] - max(-e, 0)) for i, (b, e) in enumerate(zip(begin, end)))
+        dx[dst] = g[src]
+        return scatter_ports(len(call.inputs), (0,), [dx])

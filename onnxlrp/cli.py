@@ -1,0 +1,833 @@
+"""The ``onnxlrp`` command line: ``explain``, ``inspect`` and ``methods``.
+
+``main(argv) -> int`` runs in-process (tests call it directly); ``python -m onnxlrp`` and the ``onnxlrp`` script
+call it too. Every error onnxlrp raises on purpose prints one line, ``onnxlrp: error: <first line>``, to stderr and
+returns the error class's ``exit_code``; ``--debug`` re-raises it to show the traceback.
+
+Exit codes: 0 ok; 1 internal error; 2 usage; 3 model file missing/unreadable/not ONNX; 4 model fails the ONNX
+checker or points to external data outside its folder; 5 op without a kernel; 6 input/output name missing or
+ambiguous; 7 array of the wrong shape or dtype; 8 target out of range; 9 unknown method or parameter; 10 NaN/inf;
+11 GPU backend unavailable; 12 image cannot be decoded; 13 output directory not writable; 15 input file missing or
+of an unknown kind; 16 labels file unusable; 130 interrupted (Ctrl-C).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from . import fileio, imaging
+from .errors import InputDtypeError, InputShapeError, MethodError, OnnxLrpError, TargetError, UnsupportedOpError
+from .imaging import ImageDecodeError, Preprocessing, format_shape
+from .progress import Progress
+
+PROG = "onnxlrp"
+DEFAULT_METHOD = "epsilon_plus_flat"
+INTERRUPTED_EXIT = 130
+
+
+class UsageError(OnnxLrpError, ValueError):
+    """Options that cannot work together (found after argparse, e.g. against the model's input shape)."""
+
+    exit_code = 2
+
+
+class InputFileError(OnnxLrpError, FileNotFoundError):
+    """An input path is missing, an empty folder, of an unknown kind, or an unreadable array."""
+
+    exit_code = 15
+
+
+class LabelsError(OnnxLrpError, ValueError):
+    """The ``--labels`` file is missing or has a different number of lines than the model has classes."""
+
+    exit_code = 16
+
+
+# --------------------------------------------------------------------------------------------------- arguments
+def _scale(text: str) -> float:
+    """``0.5``, ``1/255`` or ``1e-3``."""
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"invalid scale {text!r}; give a number such as 1/255 or 0.0039") from None
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    """``0.5`` or ``0.485,0.456,0.406``."""
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number list {text!r}; give e.g. 0.5 or 0.485,0.456,0.406") from None
+    if not values:
+        raise argparse.ArgumentTypeError("empty number list")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parse_value(text: str) -> Any:
+    """Turn a ``--set`` value into a Python value.
+
+    ``true/false/yes/no/on/off`` -> bool, ``none/null`` -> None, integers -> int, numbers -> float (``inf``,
+    ``1e-6``), ``a,b,c`` or ``[a,b,c]`` -> list of parsed items, anything else -> the string.
+    """
+    s = text.strip()
+    if s.startswith("[") and s.endswith("]"):
+        inner = s[1:-1].strip()
+        return [parse_value(p) for p in inner.split(",")] if inner else []
+    if "," in s:
+        return [parse_value(p) for p in s.split(",")]
+    low = s.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    if re.fullmatch(r"[+-]?\d+", s):
+        return int(s)
+    try:
+        return float(s)
+    except ValueError:
+        return s
+
+
+def parse_sets(items: Sequence[str]) -> list[tuple[str | None, str, Any]]:
+    """``key=value`` or ``method.key=value`` -> (method or None, key, value).
+
+    Raises
+    ------
+    UsageError
+        For an item without ``=`` or with an empty key.
+    """
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set takes key=value (or method.key=value), got {item!r}")
+        method, _, name = key.rpartition(".")
+        out.append((method or None, name, parse_value(value)))
+    return out
+
+
+def _add_model_selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-name", metavar="NAME", help="model input to explain (needed when it has several)")
+    p.add_argument("--output-name", metavar="NAME", help="model output to explain (needed when it has several)")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Explain ONNX models with LRP and gradient methods.",
+        epilog="Run 'onnxlrp COMMAND --help' for a command's options. Docs: README.md.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _add_common(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    ex = sub.add_parser(
+        "explain", help="explain inputs (images or .npy arrays) and write heatmaps, arrays, summary.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Explain a model's prediction for each input and write, per input and method: the raw relevance "
+                    "(.npy, the input's shape), a heatmap PNG and an overlay PNG; a side-by-side grid PNG when "
+                    "several methods are given; one summary.json; and with --report a self-contained report.html.",
+        epilog="Image preprocessing, in this order: decode; convert to greyscale or RGB (channels from the model "
+               "input, or --grayscale);\nresize to --size H W (bilinear; default the model's static H and W); "
+               "x = pixel * scale; x = (x - mean) / std; arrange as --layout.\nDefaults: --scale 1/255, --mean 0, "
+               "--std 1, layout read from the model's input shape. .npy inputs are used as they are:\n"
+               "one sample shaped like the model input without its batch axis, or a batch with it.\n\n"
+               "Example (ImageNet-style model):\n"
+               "  onnxlrp explain resnet50.onnx photos/ --method epsilon_plus_flat,gradient --mean "
+               "0.485,0.456,0.406 --std 0.229,0.224,0.225 --report")
+    ex.add_argument("model", metavar="MODEL", help="path of the .onnx file")
+    ex.add_argument("inputs", metavar="INPUT", nargs="+",
+                    help="image files (PNG, JPEG, ...), .npy arrays, or folders of them (not recursive)")
+    ex.add_argument("-m", "--method", default=DEFAULT_METHOD,
+                    help=f"method, or several separated by commas (default {DEFAULT_METHOD}); see 'onnxlrp methods'")
+    ex.add_argument("-t", "--target", default="pred",
+                    help="class to explain: 'pred' (the predicted class, default), a class index, or a label name")
+    ex.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="method parameter, repeatable; 'method.key=value' limits it to one method. Values: int, "
+                         "float, true/false, none, or a comma list")
+    ex.add_argument("-o", "--out", default="onnxlrp-out", metavar="DIR", help="output folder (default onnxlrp-out)")
+    ex.add_argument("--labels", metavar="FILE", help="text file with one class name per line")
+    ex.add_argument("--report", action="store_true", help="also write report.html, a self-contained gallery")
+    pre = ex.add_argument_group("image preprocessing")
+    pre.add_argument("--size", nargs=2, type=_positive_int, metavar=("H", "W"), help="resize images to H x W")
+    pre.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="subtracted after scaling (default 0)")
+    pre.add_argument("--std", type=_floats, metavar="S[,S,S]", help="divides after the mean (default 1)")
+    pre.add_argument("--scale", type=_scale, metavar="F", help="pixel multiplier, e.g. 1/255 (default) or 1")
+    pre.add_argument("--layout", type=str.upper, choices=["NCHW", "NHWC"], help="default: read from the model")
+    pre.add_argument("--grayscale", action="store_true", help="convert images to one channel")
+    out = ex.add_argument_group("output")
+    out.add_argument("--cmap", choices=imaging.colormap_names(), default=imaging.DEFAULT_CMAP,
+                     help=f"heatmap colour map (default {imaging.DEFAULT_CMAP})")
+    out.add_argument("--top-k", type=_positive_int, default=5, help="scores listed per input (default 5)")
+    run = ex.add_argument_group("run")
+    run.add_argument("--batch-size", type=_positive_int, default=16, help="inputs per batch (default 16); memory "
+                     "use depends on this, not on the number of inputs")
+    run.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    run.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stdout")
+    _add_model_selection(ex)
+    _add_common(ex)
+    ex.set_defaults(func=cmd_explain)
+
+    ins = sub.add_parser("inspect", help="inputs, outputs, ops, kernels, relevance path and rules of a model",
+                         description="Describe a model: inputs and outputs with shapes, opset, producer, op "
+                                     "histogram with kernel support, the relevance path, and the rule each node on "
+                                     "it gets under --method. Exits 5 when an op on the path has no kernel.")
+    ins.add_argument("model", metavar="MODEL", help="path of the .onnx file")
+    ins.add_argument("-m", "--method", default=DEFAULT_METHOD, help=f"method for the rule table (default "
+                                                                    f"{DEFAULT_METHOD})")
+    ins.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                     help="method parameter for the rule table, repeatable")
+    ins.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_model_selection(ins)
+    _add_common(ins)
+    ins.set_defaults(func=cmd_inspect)
+
+    met = sub.add_parser("methods", help="list every method with its parameters and defaults",
+                         description="List every method with its parameters, defaults and a one-line description.")
+    met.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_common(met)
+    met.set_defaults(func=cmd_methods)
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("onnxlrp")
+    except Exception:  # noqa: BLE001 - not installed (plain checkout)
+        return "0+unknown"
+
+
+# ------------------------------------------------------------------------------------------------------ entry
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (never raises except with ``--debug``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage error (2) or --help/--version (0)
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    try:
+        return int(args.func(args) or 0)
+    except OnnxLrpError as exc:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {_first_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{PROG}: interrupted; files already written are complete, nothing is half-written",
+              file=sys.stderr)
+        return INTERRUPTED_EXIT
+    except BrokenPipeError:  # e.g. `onnxlrp methods | head`
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep the interpreter from failing at exit
+        except OSError:
+            pass
+        return 0
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, traceback with --debug
+        if args.debug:
+            raise
+        print(f"{PROG}: internal error: {type(exc).__name__}: {_first_line(exc)} (run with --debug for the "
+              f"traceback and please report it)", file=sys.stderr)
+        return 1
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _engine():
+    """Import the engine lazily so ``--help`` is fast and works even when an optional part is broken."""
+    import onnxlrp
+    return onnxlrp
+
+
+# ---------------------------------------------------------------------------------------------------- methods
+def resolve_methods(spec: str, sets: Sequence[str]) -> list[tuple[str, dict]]:
+    """Split ``a,b,c`` and assign ``--set`` values to the methods that take them.
+
+    An unscoped ``key=value`` goes to every chosen method that has the parameter and must fit at least one;
+    ``method.key=value`` must name a chosen method that has it.
+
+    Raises
+    ------
+    MethodError
+        For an unknown method or a parameter no chosen method takes (both list the valid names).
+    """
+    registry = _engine().methods()
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise MethodError(f"no method given; methods are: {', '.join(sorted(registry))}")
+    for name in names:
+        if name not in registry:
+            raise MethodError(f"unknown method {name!r}; methods are: {', '.join(sorted(registry))}")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise MethodError(f"method {dupes[0]!r} is given twice")
+    chosen: list[tuple[str, dict]] = [(n, {}) for n in names]
+    for scope, key, value in parse_sets(sets):
+        if scope is not None:
+            if scope not in names:
+                raise MethodError(f"--set {scope}.{key}: method {scope!r} is not among the chosen methods "
+                                  f"({', '.join(names)})")
+            targets = [scope]
+        else:
+            targets = [n for n in names if key in registry[n]["params"]]
+        targets = [n for n in targets if key in registry[n]["params"]]
+        if not targets:
+            valid = sorted({p for n in ([scope] if scope else names) for p in registry[n]["params"]})
+            which = f"method {scope!r}" if scope else ("method " + repr(names[0]) if len(names) == 1
+                                                       else "methods " + ", ".join(map(repr, names)))
+            raise MethodError(f"unknown parameter {key!r} for {which}; valid parameters: "
+                              f"{', '.join(valid) or 'none'}")
+        for params in (p for n, p in chosen if n in targets):
+            params[key] = value
+    return chosen
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    registry = _engine().methods()
+    if args.json:
+        print(json.dumps(_jsonable(registry), indent=2))
+        return 0
+    width = max(len(n) for n in registry)
+    for name in sorted(registry, key=lambda n: (registry[n].get("kind", ""), n)):
+        info = registry[name]
+        params = ", ".join(f"{k}={_fmt_default(v)}" for k, v in info["params"].items()) or "(no parameters)"
+        kind = info.get("kind")
+        print(f"{name:<{width}}  {('[' + kind + '] ') if kind else ''}{info['description']}")
+        print(f"{'':<{width}}    {params}")
+    print(f"\n{len(registry)} methods. Set parameters with: onnxlrp explain MODEL INPUT --method NAME "
+          f"--set key=value")
+    return 0
+
+
+def _fmt_default(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"array{value.shape}"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+# ---------------------------------------------------------------------------------------------------- inspect
+def _open_explainer(args: argparse.Namespace):
+    kwargs: dict[str, Any] = {"input_name": args.input_name, "output_name": args.output_name}
+    if getattr(args, "device", None):
+        kwargs["device"] = args.device
+    if getattr(args, "dtype", None):
+        kwargs["dtype"] = args.dtype
+    return _engine().Explainer(args.model, **kwargs)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    methods = resolve_methods(args.method, args.sets)
+    if len(methods) != 1:
+        raise UsageError("inspect takes one --method")
+    method, params = methods[0]
+    ex = _open_explainer(args)
+    info = ex.model_info()
+    path = ex.path_nodes()
+    rules: list | None
+    rules_error = None
+    try:
+        rules = ex.rules_for(method, **params)
+    except UnsupportedOpError as exc:
+        rules, rules_error = None, _first_line(exc)
+    unsupported = info.get("unsupported") or []
+    on_path = {op for _, op in path}
+    missing = {op for op, *_ in unsupported}
+    ops = [{"op_type": op, "count": n,
+            "kernel": "missing" if op in missing else ("yes" if op in on_path else "not needed (off the path)")}
+           for op, n in sorted(info["op_histogram"].items(), key=lambda kv: (-kv[1], kv[0]))]
+    if args.json:
+        doc = {"model": str(args.model), "info": info, "explained_input": ex.input_name,
+               "explained_output": ex.output_name, "ops": ops,
+               "relevance_path": [{"node": n, "op_type": op} for n, op in path], "method": method,
+               "params": params, "rules": None if rules is None else
+               [{"node": n, "op_type": op, "rule": r} for n, op, r in rules]}
+        print(json.dumps(_jsonable(doc), indent=2))
+    else:
+        _print_inspect(args.model, ex, info, ops, path, method, params, rules, rules_error)
+    if unsupported:
+        parts = ", ".join(f"{op} ({n} node{'s' if n != 1 else ''}, e.g. {example!r})"
+                          for op, n, example in unsupported)
+        raise UnsupportedOpError(f"{len(unsupported)} op type(s) on the relevance path have no kernel: {parts}")
+    return 0
+
+
+def _print_inspect(model, ex, info, ops, path, method, params, rules, rules_error) -> None:
+    size = os.path.getsize(model) if os.path.exists(model) else 0
+    print(f"model     {model}  ({size / 1024:.0f} KiB, producer {info.get('producer') or '?'}, "
+          f"opset {info.get('opset')})")
+    for title, key, chosen in (("inputs", "inputs", ex.input_name), ("outputs", "outputs", ex.output_name)):
+        for i, (name, shape, dtype) in enumerate(info[key]):
+            mark = "   <- explained" if name == chosen else ""
+            print(f"{title if i == 0 else '':<9} {name}  {dtype}  {format_shape(tuple(shape))}{mark}")
+    print("\nops (kernel: yes = on the relevance path and supported)")
+    width = max([len(o["op_type"]) for o in ops] + [2])
+    for o in ops:
+        print(f"  {o['op_type']:<{width}}  {o['count']:>5}  kernel: {o['kernel']}")
+    print(f"\nrelevance path: {len(path)} nodes, rules under {method}"
+          f"{' (' + ', '.join(f'{k}={v!r}' for k, v in params.items()) + ')' if params else ''}")
+    if rules is None:
+        print(f"  (no rules: {rules_error})")
+        for name, op in path:
+            print(f"  {name}  {op}")
+        return
+    nw = max([len(n) for n, _, _ in rules] + [4])
+    ow = max([len(o) for _, o, _ in rules] + [2])
+    for name, op, rule in rules:
+        print(f"  {name:<{nw}}  {op:<{ow}}  {rule}")
+
+
+# ---------------------------------------------------------------------------------------------------- explain
+@dataclass
+class Item:
+    """One input sample: an image file, or one sample of an .npy file (``index`` set for batched arrays)."""
+
+    source: Path
+    kind: str            # "image" or "array"
+    index: int | None
+    name: str            # unique stem used for output file names
+    shape: tuple | None  # sample shape for arrays (known up front), None for images
+
+
+def _safe_stem(text: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("._") or "input"
+    return stem[:100]
+
+
+def expand_inputs(paths: Sequence[str]) -> list[tuple[Path, str]]:
+    """Files and folders -> [(path, "image"|"array")], folders sorted by name, not recursive.
+
+    Raises
+    ------
+    InputFileError
+        For a missing path, a folder without images or arrays, or a file of another kind.
+    """
+    found: list[tuple[Path, str]] = []
+    for text in paths:
+        p = Path(text)
+        if p.is_dir():
+            entries = sorted(e for e in p.iterdir() if e.is_file() and _kind(e) is not None)
+            if not entries:
+                raise InputFileError(f"input folder {text!r} has no images ({', '.join(imaging.IMAGE_SUFFIXES)}) "
+                                     f"or .npy arrays")
+            found.extend((e, _kind(e)) for e in entries)  # type: ignore[misc]
+        elif p.is_file():
+            kind = _kind(p)
+            if kind is None:
+                raise InputFileError(f"input {text!r} is neither an image ({', '.join(imaging.IMAGE_SUFFIXES)}) "
+                                     f"nor a .npy array")
+            found.append((p, kind))
+        elif p.exists():
+            raise InputFileError(f"input {text!r} is not a regular file or folder")
+        else:
+            raise InputFileError(f"input {text!r} does not exist")
+    return found
+
+
+def _kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return "array"
+    if suffix in imaging.IMAGE_SUFFIXES:
+        return "image"
+    return None
+
+
+def _open_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputFileError(f"cannot read array {str(path)!r}: {_first_line(exc)}") from exc
+
+
+def plan_items(files: Sequence[tuple[Path, str]], input_shape: tuple, input_dtype: np.dtype,
+               input_name: str) -> list[Item]:
+    """Check arrays' shapes and dtypes up front (headers only) and name every sample uniquely.
+
+    Raises
+    ------
+    InputShapeError, InputDtypeError
+        For an array that is neither one sample nor a batch of the model input, or not floating point.
+    ImageDecodeError
+        For an image file that is not an image (header check; a truncated body fails when it is decoded).
+    """
+    items: list[Item] = []
+    used: set[str] = set()
+
+    def unique(stem: str) -> str:
+        name, k = stem, 2
+        while name.lower() in used:
+            name, k = f"{stem}-{k}", k + 1
+        used.add(name.lower())
+        return name
+
+    want = format_shape(input_shape)
+    sample_rank = len(input_shape) - 1
+    for path, kind in files:
+        if kind == "image":
+            _check_image_header(path)
+            items.append(Item(path, "image", None, unique(_safe_stem(path.stem)), None))
+            continue
+        arr = _open_array(path)
+        if np.dtype(input_dtype).kind == "f":
+            if arr.dtype.kind != "f":
+                raise InputDtypeError(f"array {str(path)!r} has dtype {arr.dtype}, but the model input {input_name!r} "
+                                      f"takes {np.dtype(input_dtype)}; save it as floating point")
+        elif arr.dtype != input_dtype:
+            raise InputDtypeError(f"array {str(path)!r} has dtype {arr.dtype}, but the model input {input_name!r} "
+                                  f"takes {np.dtype(input_dtype)}")
+
+        def fits(shape: tuple) -> bool:
+            return len(shape) == sample_rank and all(d is None or d == s for d, s in zip(input_shape[1:], shape))
+
+        if fits(arr.shape):
+            items.append(Item(path, "array", None, unique(_safe_stem(path.stem)), tuple(arr.shape)))
+        elif arr.ndim == sample_rank + 1 and fits(arr.shape[1:]):
+            if arr.shape[0] == 0:
+                raise InputShapeError(f"array {str(path)!r} holds an empty batch {tuple(arr.shape)}")
+            for i in range(arr.shape[0]):
+                items.append(Item(path, "array", i, unique(_safe_stem(f"{path.stem}_{i}")), tuple(arr.shape[1:])))
+        else:
+            raise InputShapeError(f"array {str(path)!r} has shape {tuple(arr.shape)}, but the model input "
+                                  f"{input_name!r} takes {want}: one sample {format_shape(input_shape[1:])} or a "
+                                  f"batch {want}")
+        del arr
+    return items
+
+
+def _check_image_header(path: Path) -> None:
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        reason = "not a format Pillow can decode" if isinstance(exc, UnidentifiedImageError) else _first_line(exc)
+        raise ImageDecodeError(f"cannot decode image {str(path)!r}: {reason}") from exc
+
+
+def read_labels(path: str | None, classes: int | None) -> list[str] | None:
+    """One label per line (trailing blank lines ignored); the count must match the model's classes.
+
+    Raises
+    ------
+    LabelsError
+        When the file cannot be read or its line count differs from the number of classes.
+    """
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelsError(f"cannot read labels file {path!r}: {_first_line(exc)}") from exc
+    labels = [line.strip() for line in text.rstrip("\n").split("\n")] if text.strip() else []
+    if classes is not None and len(labels) != classes:
+        raise LabelsError(f"labels file {path!r} has {len(labels)} lines but the model output has {classes} classes")
+    return labels
+
+
+def resolve_target(spec: str, labels: list[str] | None, classes: int | None, output_name: str) -> int | None:
+    """``pred`` -> None (the engine takes the argmax); an integer or a label name -> the class index.
+
+    Raises
+    ------
+    TargetError
+        For an index outside ``0 .. classes-1`` or text that is neither ``pred``, an integer nor a label.
+    """
+    s = spec.strip()
+    if s.lower() in ("pred", "predicted", "argmax"):
+        return None
+    if re.fullmatch(r"[+-]?\d+", s):
+        target = int(s)
+    elif labels is not None and s in labels:
+        target = labels.index(s)
+    else:
+        hint = " or a label from --labels" if labels is not None else ""
+        raise TargetError(f"target {spec!r} is not 'pred', a class index{hint}")
+    if classes is not None and not 0 <= target < classes:
+        raise TargetError(f"target {target} is out of range: the output {output_name!r} has {classes} classes "
+                          f"(0..{classes - 1})")
+    return target
+
+
+def batches(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
+    """Consecutive runs of at most ``size`` items (images are grouped further by size once decoded)."""
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+def _load(item: Item, prep: Preprocessing | None, layout: str | None, dtype: np.dtype):
+    """-> (sample array, picture uint8 (H, W, 3) or None)."""
+    if item.kind == "image":
+        assert prep is not None
+        sample, picture = imaging.preprocess(imaging.load_image(item.source), prep)
+        return sample.astype(dtype, copy=False), picture
+    arr = _open_array(item.source)
+    sample = np.array(arr[item.index] if item.index is not None else arr, dtype=dtype)
+    del arr
+    return sample, imaging.array_picture(sample, layout)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def _sha256(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if isinstance(obj, np.dtype):
+        return str(obj)
+    return repr(obj)
+
+
+def _label(labels: list[str] | None, k: int) -> str | None:
+    return labels[k] if labels is not None and 0 <= k < len(labels) else None
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    methods = resolve_methods(args.method, args.sets)
+    files = expand_inputs(args.inputs)
+    out_dir = fileio.prepare_output_dir(args.out)
+    ex = _open_explainer(args)
+    input_shape = tuple(ex.input_shape)
+    output_shape = tuple(ex.output_shape)
+    classes = output_shape[-1] if output_shape and isinstance(output_shape[-1], int) else None
+    labels = read_labels(args.labels, classes)
+    target = resolve_target(args.target, labels, classes, ex.output_name)
+    input_dtype = np.dtype(ex.input_dtype)
+
+    prep: Preprocessing | None = None
+    if any(kind == "image" for _, kind in files):
+        try:
+            prep = imaging.resolve_preprocessing(
+                input_shape, size=args.size, layout=args.layout, grayscale=args.grayscale or None,
+                scale=args.scale, mean=args.mean, std=args.std)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    layout = prep.layout if prep is not None else (args.layout or imaging.image_layout_from_shape(input_shape))
+    items = plan_items(files, input_shape, input_dtype, ex.input_name)
+
+    summary_inputs: list[dict] = []
+    rows: list[str] = []
+    done = 0
+    method_params: dict[str, dict] = {name: dict(params) for name, params in methods}
+    with ExitStack() as stack:
+        report = None
+        if args.report:
+            from .report import HtmlReport
+            handle = stack.enter_context(fileio.atomic_write(out_dir / "report.html", "w", encoding="utf-8"))
+            meta = [("model", f"{args.model}  ({ex.input_name} {format_shape(input_shape)} -> {ex.output_name} "
+                              f"{format_shape(output_shape)})"),
+                    ("target", "predicted class" if target is None else f"class {target}"),
+                    ("preprocessing", _prep_text(prep)),
+                    ("inputs", f"{len(items)}")]
+            report = HtmlReport(handle, title=f"onnxlrp: {Path(args.model).name}", meta=meta, methods=methods,
+                                cmap=args.cmap)
+        progress = stack.enter_context(Progress(len(items), "inputs", enabled=False if args.quiet else None))
+        for chunk in batches(items, args.batch_size):
+            loaded = [_load(item, prep, layout, input_dtype) for item in chunk]
+            # images of a dynamic-size model may differ in size: run each same-shape run as its own batch
+            for group in _same_shape_runs(list(zip(chunk, loaded))):
+                x = np.stack([sample for _, (sample, _) in group])
+                results = {}
+                for name, params in methods:
+                    res = ex.explain(x, method=name, target=target, **params)
+                    results[name] = res
+                    if getattr(res, "params", None):
+                        method_params[name] = dict(res.params)
+                for i, (item, (sample, picture)) in enumerate(group):
+                    entry, card_row = _write_outputs(out_dir, item, i, picture, results, labels, args, layout,
+                                                     report)
+                    summary_inputs.append(entry)
+                    if len(rows) < 20:
+                        rows.append(card_row)
+                del x, results
+                progress.update(len(group))
+                done += len(group)
+            del loaded
+        if report is not None:
+            report.close(footer=f"Made by onnxlrp {_version()}.")
+        summary = {
+            "onnxlrp": {"version": _version(), "command": "explain"},
+            "model": {"path": str(args.model), "sha256": _sha256(args.model), "input": {
+                "name": ex.input_name, "shape": list(input_shape), "dtype": str(input_dtype)},
+                "output": {"name": ex.output_name, "shape": list(output_shape)}},
+            "device": args.device, "dtype": args.dtype,
+            "methods": [{"name": n, "params": method_params[n]} for n, _ in methods],
+            "target": "pred" if target is None else target,
+            "labels": args.labels, "cmap": args.cmap,
+            "preprocessing": None if prep is None else prep.to_dict(),
+            "inputs": summary_inputs,
+            "report": "report.html" if args.report else None,
+            "elapsed_s": round(time.monotonic() - t0, 3),
+        }
+        fileio.write_text(out_dir / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
+    if not args.quiet:
+        _print_done(rows, out_dir, len(items), [n for n, _ in methods], args.report, time.monotonic() - t0)
+    return 0
+
+
+def _same_shape_runs(pairs: list) -> Iterator[list]:
+    run: list = []
+    for pair in pairs:
+        if run and pair[1][0].shape != run[-1][1][0].shape:
+            yield run
+            run = []
+        run.append(pair)
+    if run:
+        yield run
+
+
+def _prep_text(prep: Preprocessing | None) -> str:
+    if prep is None:
+        return "none (.npy arrays used as given)"
+    size = "keep" if prep.height is None else f"{prep.height}x{prep.width}"
+    mean = ",".join(f"{m:g}" for m in prep.mean)
+    std = ",".join(f"{s:g}" for s in prep.std)
+    return (f"{'greyscale' if prep.channels == 1 else 'RGB'}, resize {size}, x = pixel * {prep.scale:.6g}, "
+            f"(x - {mean}) / {std}, {prep.layout}")
+
+
+def _write_outputs(out_dir: Path, item: Item, i: int, picture: np.ndarray | None, results: dict,
+                   labels: list[str] | None, args: argparse.Namespace, layout: str | None, report) -> tuple[dict, str]:
+    """Write one input's files for every method; return its summary entry and a line for the console."""
+    first = next(iter(results.values()))
+    logits = np.asarray(first.output[i], dtype=np.float64).reshape(-1)
+    probs = _softmax(logits)
+    pred = int(np.argmax(logits))
+    order = np.argsort(-logits, kind="stable")[: args.top_k]
+    top = [{"class": int(k), "label": _label(labels, int(k)), "logit": float(logits[k]),
+            "probability": float(probs[k])} for k in order]
+    factor = imaging.zoom_factor(picture.shape if picture is not None else
+                                 imaging.relevance_map(first.relevance[i], layout).shape)
+    pic_zoomed = imaging.zoom(picture, factor) if picture is not None else None
+    explanations = []
+    views = []
+    tiles, titles = [], []
+    if pic_zoomed is not None:
+        tiles.append(pic_zoomed)
+        titles.append(f"input: {_label(labels, pred) or pred}")
+    for name, res in results.items():
+        rel = np.asarray(res.relevance[i])
+        tgt = int(np.asarray(res.target).reshape(-1)[i])
+        out_logits = np.asarray(res.output[i], dtype=np.float64).reshape(-1)
+        logit = float(out_logits[tgt]) if 0 <= tgt < out_logits.size else float("nan")
+        rsum = float(rel.sum(dtype=np.float64))
+        stem = f"{item.name}.{name}"
+        files = {"relevance": f"{stem}.npy", "heatmap": f"{stem}.heatmap.png"}
+        with fileio.atomic_write(out_dir / files["relevance"]) as fh:
+            np.save(fh, rel)
+        rmap = imaging.relevance_map(rel, layout)
+        heat = imaging.zoom(imaging.heatmap_rgb(rmap, args.cmap), imaging.zoom_factor(rmap.shape))
+        heat_png = imaging.png_bytes(heat)
+        fileio.write_bytes(out_dir / files["heatmap"], heat_png)
+        overlay_png = None
+        if picture is not None:
+            files["overlay"] = f"{stem}.overlay.png"
+            over = imaging.zoom(imaging.overlay_rgb(picture, rmap, args.cmap), factor)
+            overlay_png = imaging.png_bytes(over)
+            fileio.write_bytes(out_dir / files["overlay"], overlay_png)
+        tiles.append(heat if pic_zoomed is None or heat.shape == pic_zoomed.shape else
+                     imaging.zoom(imaging.heatmap_rgb(imaging.resize_map(rmap, picture.shape[:2]), args.cmap),
+                                  factor))
+        titles.append(name)
+        explanations.append({
+            "method": name, "target": tgt, "target_label": _label(labels, tgt), "logit": logit,
+            "relevance_sum": rsum, "relevance_sum_over_logit": (rsum / logit) if logit not in (0.0,) and
+            math.isfinite(logit) else None, "files": files})
+        if report is not None:
+            from .report import MethodView
+            views.append(MethodView(name, tgt, _label(labels, tgt), logit, rsum, heat_png, overlay_png))
+    entry: dict[str, Any] = {
+        "name": item.name, "source": str(item.source), "index_in_file": item.index,
+        "predicted": {"class": pred, "label": _label(labels, pred), "logit": float(logits[pred]),
+                      "probability": float(probs[pred])},
+        "top_k": top, "explanations": explanations}
+    if len(results) > 1:
+        entry["grid"] = f"{item.name}.grid.png"
+        fileio.write_bytes(out_dir / entry["grid"], imaging.png_bytes(imaging.grid(tiles, titles)))
+    if report is not None:
+        from .report import InputCard
+        report.add(InputCard(
+            name=item.name, source=str(item.source),
+            picture_png=imaging.png_bytes(pic_zoomed) if pic_zoomed is not None else None,
+            predicted=pred, predicted_label=_label(labels, pred),
+            top=[(t["class"], t["label"], t["logit"], t["probability"]) for t in top], methods=views))
+    ratio = "  ".join(f"{e['method']}: ΣR/logit {e['relevance_sum_over_logit']:.3f}"
+                      if e["relevance_sum_over_logit"] is not None else e["method"] for e in explanations)
+    shown = _label(labels, pred)
+    row = (f"{item.name}: predicted {pred}{' (' + shown + ')' if shown and shown != str(pred) else ''} "
+           f"p={probs[pred]:.3f}; {ratio}")
+    return entry, row
+
+
+def _print_done(rows: list[str], out_dir: Path, n: int, methods: list[str], report: bool, elapsed: float) -> None:
+    for row in rows:
+        print(row)
+    if n > len(rows):
+        print(f"... {n - len(rows)} more in summary.json")
+    per = "relevance .npy, heatmap and overlay PNGs" + (", a grid PNG" if len(methods) > 1 else "")
+    print(f"explained {n} input{'s' if n != 1 else ''} with {', '.join(methods)} in {elapsed:.1f} s")
+    print(f"wrote {out_dir}/: {per} per input, summary.json")
+    if report:
+        print(f"report: {out_dir / 'report.html'}")

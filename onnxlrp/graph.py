@@ -1,0 +1,373 @@
+"""ONNX model -> a networkx DAG of nodes, with constants resolved and the relevance path computed.
+
+The graph is a ``networkx.MultiDiGraph`` whose vertices are unique node names and whose edges are keyed by the
+tensor name they carry (so ``Add(x, x)`` keeps two edges). Graph inputs appear as pseudo-vertices ``input:<name>``.
+The caller's ``ModelProto`` is never mutated: loading works on a copy.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import networkx as nx
+import numpy as np
+import onnx
+from onnx import numpy_helper, shape_inference
+
+from .errors import ModelCheckError, ModelLoadError, UnsupportedGraphError, join_lines
+
+INPUT_PREFIX = "input:"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One ONNX node with its attributes parsed and schema defaults filled in.
+
+    ``name`` is unique within the graph; ``since`` is the schema version the model's opset resolves to.
+    """
+
+    name: str
+    op_type: str
+    domain: str
+    since: int
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any]
+    index: int
+
+    def __repr__(self) -> str:
+        return f"Node({self.name!r}, {self.op_type})"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Element type and shape of a value; dynamic dimensions are ``None`` (or a symbolic name)."""
+
+    name: str
+    elem_type: int
+    shape: tuple | None
+
+    @property
+    def dtype(self) -> np.dtype | None:
+        try:
+            return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(self.elem_type))
+        except Exception:
+            return None
+
+
+def load_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> onnx.ModelProto:
+    """Read a model from a path, bytes or a ``ModelProto`` (copied), with clear errors for bad files."""
+    if isinstance(model, onnx.ModelProto):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        return copy
+    if isinstance(model, (bytes, bytearray)):
+        try:
+            return onnx.load_model_from_string(bytes(model))
+        except Exception as exc:
+            raise ModelLoadError(f"cannot parse the given bytes as an ONNX model: {_short(exc)}") from exc
+    path = os.fspath(model)
+    if not os.path.exists(path):
+        raise ModelLoadError(f"model file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise ModelLoadError(f"model path {path!r} is a directory, not an .onnx file")
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception as exc:
+        raise ModelLoadError(f"{path!r} is not a readable ONNX model (truncated or not ONNX): {_short(exc)}") from exc
+    if not proto.graph.node and not proto.graph.input and not proto.graph.output:
+        raise ModelLoadError(f"{path!r} is not an ONNX model: it parses to an empty graph")
+    _load_external_data(proto, path)
+    return proto
+
+
+def _load_external_data(proto: onnx.ModelProto, path: str) -> None:
+    """Load external tensor data, refusing locations outside the model's folder."""
+    base = os.path.dirname(os.path.abspath(path))
+    tensors = [t for t in _all_tensors(proto) if t.data_location == onnx.TensorProto.EXTERNAL]
+    for tensor in tensors:
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = os.path.realpath(os.path.join(base, location))
+        if os.path.isabs(location) or os.path.commonpath([target, os.path.realpath(base)]) != os.path.realpath(base):
+            raise ModelCheckError(
+                f"initializer {tensor.name!r} points to external data {location!r} outside the model's folder {base!r}; "
+                "refusing to read it")
+        if not os.path.exists(target):
+            raise ModelLoadError(f"external data file {location!r} for initializer {tensor.name!r} is missing")
+    if tensors:
+        try:
+            onnx.external_data_helper.load_external_data_for_model(proto, base)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot read external data of {path!r}: {_short(exc)}") from exc
+
+
+def _all_tensors(proto: onnx.ModelProto) -> Iterable[onnx.TensorProto]:
+    yield from proto.graph.initializer
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t
+
+
+def _float32_literal(value: float) -> float:
+    """The shortest decimal that rounds to the same float32: ONNX stores float attributes (BatchNorm's ``epsilon``,
+    LeakyRelu's ``alpha``) as float32, and this recovers the value the exporter was given (``1e-05``, not
+    ``9.99999974e-06``), so float64 runs match a float64 peer exactly."""
+    return float(str(np.float32(value)))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def parse_attributes(node: onnx.NodeProto, schema: onnx.defs.OpSchema | None) -> dict[str, Any]:
+    """Attributes as Python values, with the schema's defaults filled in (ONNX ``OpRun._load_attributes``)."""
+    attrs: dict[str, Any] = {}
+    if schema is not None:
+        for name, spec in schema.attributes.items():
+            if spec.default_value is not None and spec.default_value.type != 0:
+                attrs[name] = _attr_value(spec.default_value)
+    for attr in node.attribute:
+        attrs[attr.name] = _attr_value(attr)
+    return attrs
+
+
+def _attr_value(attr: onnx.AttributeProto) -> Any:
+    value = onnx.helper.get_attribute_value(attr)
+    if attr.type == onnx.AttributeProto.FLOAT:
+        return _float32_literal(value)
+    if attr.type == onnx.AttributeProto.FLOATS:
+        return [_float32_literal(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode("utf-8") for v in value]
+    return value
+
+
+class Graph:
+    """The model's DAG plus everything static about it: constants, value infos, opsets.
+
+    Attributes
+    ----------
+    model : onnx.ModelProto
+        The model after shape inference (a private copy).
+    nodes : list[Node]
+        Nodes in topological order, names unique.
+    constants : dict[str, numpy.ndarray]
+        Initializers, ``Constant`` outputs and ``Identity`` of constants, by tensor name.
+    dag : networkx.MultiDiGraph
+        Vertices are node names (and ``input:<name>`` pseudo-nodes), edges keyed by tensor name.
+    """
+
+    def __init__(self, model: str | os.PathLike | bytes | onnx.ModelProto, *, check: bool = True):
+        proto = load_model(model)
+        if check:
+            try:
+                onnx.checker.check_model(proto)
+            except Exception as exc:
+                raise ModelCheckError(f"the model fails the ONNX checker: {_short(exc)}") from exc
+        try:
+            proto = shape_inference.infer_shapes(proto)
+        except Exception as exc:
+            raise ModelCheckError(f"ONNX shape inference failed on the model: {_short(exc)}") from exc
+        self.model = proto
+        self.opsets = {op.domain or "": op.version for op in proto.opset_import}
+        if "ai.onnx" in self.opsets:
+            self.opsets.setdefault("", self.opsets["ai.onnx"])
+        self.initializer_names = {t.name for t in proto.graph.initializer}
+        self.input_infos = [_tensor_info(v) for v in proto.graph.input if v.name not in self.initializer_names]
+        self.output_infos = [_tensor_info(v) for v in proto.graph.output]
+        self.value_infos = {v.name: _tensor_info(v) for v in
+                            list(proto.graph.value_info) + list(proto.graph.input) + list(proto.graph.output)}
+        for t in proto.graph.initializer:
+            self.value_infos[t.name] = TensorInfo(t.name, t.data_type, tuple(t.dims))
+        self.nodes = self._parse_nodes(proto)
+        self._index()
+        self.constants = self._fold_constants(proto)
+        self.dag = self._build_dag()
+
+    def _index(self) -> None:
+        self.node_by_name = {n.name: n for n in self.nodes}
+        self.producer = {out: n for n in self.nodes for out in n.outputs if out}
+        self.consumers: dict[str, list[Node]] = {}
+        for n in self.nodes:
+            for t in n.inputs:
+                if t:
+                    self.consumers.setdefault(t, []).append(n)
+
+    def with_nodes(self, nodes: list[Node], extra_constants: Mapping[str, np.ndarray]) -> "Graph":
+        """A copy of this graph with ``nodes`` replacing the node list (canonizer output) and extra constants."""
+        other = copy.copy(self)
+        other.nodes = list(nodes)
+        other._index()
+        other.constants = {**self.constants, **extra_constants}
+        other.dag = other._build_dag()
+        return other
+
+    # ------------------------------------------------------------------ construction
+    def _parse_nodes(self, proto: onnx.ModelProto) -> list[Node]:
+        used: Counter[str] = Counter()
+        nodes = []
+        for k, n in enumerate(proto.graph.node):
+            base = n.name or f"{n.op_type}_{k}"
+            name = base if not used[base] else f"{base}_{used[base]}"
+            while name in used:
+                name = f"{name}_"
+            used[base] += 1
+            used[name] += 1
+            domain = n.domain if n.domain not in ("ai.onnx",) else ""
+            opset = self.opsets.get(domain, 1)
+            schema = _schema(n.op_type, opset, domain)
+            nodes.append(Node(name=name, op_type=n.op_type, domain=domain,
+                              since=schema.since_version if schema else opset,
+                              inputs=tuple(n.input), outputs=tuple(n.output),
+                              attrs=parse_attributes(n, schema), index=k))
+        return nodes
+
+    def _fold_constants(self, proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+        consts = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+        for n in self.nodes:
+            if n.op_type == "Constant" and n.domain == "":
+                value = _constant_value(n)
+                if value is not None:
+                    consts[n.outputs[0]] = value
+            elif n.op_type == "Identity" and n.inputs[0] in consts:
+                consts[n.outputs[0]] = consts[n.inputs[0]]
+        return consts
+
+    def _build_dag(self) -> nx.MultiDiGraph:
+        dag = nx.MultiDiGraph()
+        for info in self.input_infos:
+            dag.add_node(INPUT_PREFIX + info.name, index=-1)
+        for n in self.nodes:
+            dag.add_node(n.name, index=n.index)
+        for n in self.nodes:
+            for port, t in enumerate(n.inputs):
+                if not t or t in self.initializer_names:
+                    continue
+                src = self.producer.get(t)
+                src_name = src.name if src is not None else INPUT_PREFIX + t
+                if src_name not in dag:
+                    continue
+                dag.add_edge(src_name, n.name, key=f"{t}#{port}", tensor=t, dst_port=port)
+        if not nx.is_directed_acyclic_graph(dag):
+            raise UnsupportedGraphError("the model graph has a cycle; ONNX graphs must be acyclic")
+        return dag
+
+    # ------------------------------------------------------------------ queries
+    def tensor_info(self, name: str) -> TensorInfo | None:
+        return self.value_infos.get(name)
+
+    def depends_on(self, source: str) -> set[str]:
+        """Tensor names whose value changes with graph input ``source`` (through any input port)."""
+        varying = {source}
+        for n in self.nodes:
+            if any(t in varying for t in n.inputs if t) and not _is_shape_only(n):
+                varying.update(t for t in n.outputs if t)
+        return varying
+
+    def op_histogram(self) -> dict[str, int]:
+        return dict(Counter(n.op_type for n in self.nodes).most_common())
+
+
+def _is_shape_only(node: Node) -> bool:
+    """Ops whose output depends on the input's shape only, never on its values."""
+    return node.op_type in ("Shape", "Size") and node.domain == ""
+
+
+def _schema(op_type: str, opset: int, domain: str) -> onnx.defs.OpSchema | None:
+    try:
+        return onnx.defs.get_schema(op_type, opset, domain)
+    except Exception:
+        return None
+
+
+def _constant_value(node: Node) -> np.ndarray | None:
+    a = node.attrs
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        if key in a and a[key] is not None:
+            value = a[key]
+            if key == "value":
+                return np.asarray(value)
+            dtype = np.float32 if "float" in key else np.int64
+            return np.asarray(value, dtype=dtype)
+    return None
+
+
+def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
+    t = value.type.tensor_type
+    shape = None
+    if t.HasField("shape"):
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim)
+    return TensorInfo(value.name, t.elem_type, shape)
+
+
+@dataclass
+class RelevancePath:
+    """Nodes between the explained input and output through data inputs, in topological order.
+
+    ``varying`` holds the tensors that depend on the explained input: an input port carries relevance only if its
+    tensor is in ``varying``. ``unsupported`` lists nodes whose op has no kernel (preflight reports them together).
+    """
+
+    nodes: list[Node]
+    varying: set[str]
+    unsupported: list[tuple[Node, str]] = field(default_factory=list)
+
+
+def relevance_path(graph: Graph, input_name: str, output_name: str, data_inputs) -> RelevancePath:
+    """Walk back from ``output_name`` through each node's declared data inputs.
+
+    ``data_inputs(node, varying) -> tuple[int, ...] | str`` gives the input ports a kernel propagates to, or a reason
+    string when there is no kernel / the kernel cannot handle this use. Shape subgraphs are never entered because no
+    kernel declares a shape operand as a data input.
+    """
+    varying = graph.depends_on(input_name)
+    if output_name not in varying:
+        raise UnsupportedGraphError(
+            f"output {output_name!r} does not depend on input {input_name!r}; there is nothing to explain")
+    seen: set[str] = set()
+    stack = [output_name]
+    on_path: dict[str, Node] = {}
+    unsupported: list[tuple[Node, str]] = []
+    while stack:
+        tensor = stack.pop()
+        if tensor in seen or tensor == input_name:
+            continue
+        seen.add(tensor)
+        node = graph.producer.get(tensor)
+        if node is None or node.name in on_path:
+            continue
+        on_path[node.name] = node
+        ports = data_inputs(node, varying)
+        if isinstance(ports, str):
+            unsupported.append((node, ports))
+            continue
+        stack.extend(node.inputs[p] for p in ports if node.inputs[p] in varying)
+    nodes = sorted(on_path.values(), key=lambda n: n.index)
+    return RelevancePath(nodes=nodes, varying=varying, unsupported=unsupported)
+
+
+def unsupported_message(model_label: str, unsupported: list[tuple[Node, str]], registered: Mapping[str, list[int]]):
+    """The preflight error: every unsupported op type on the path in one message."""
+    groups: dict[tuple[str, str, int, str], list[Node]] = {}
+    for node, reason in unsupported:
+        groups.setdefault((node.op_type, node.domain, node.since, reason), []).append(node)
+    kinds = len({(k[0], k[1]) for k in groups})
+    lines = [f"onnxlrp cannot explain {model_label}: {kinds} op type{'s' if kinds != 1 else ''} on the relevance path "
+             f"{'have' if kinds != 1 else 'has'} no usable kernel "
+             f"({', '.join(sorted({k[0] for k in groups}))})."]
+    for (op, domain, since, reason), nodes in groups.items():
+        count = f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}"
+        lines.append(f"  {op}  (domain {domain or 'ai.onnx'!r}, opset version {since})  {count}, "
+                     f"e.g. {nodes[0].name!r}: {reason}")
+    lines.append("Fix: export with ops that have kernels (`onnxlrp methods`/`onnxlrp inspect` list them), or register "
+                 "a kernel for the op (kernels/README.md).")
+    return join_lines(*lines)

@@ -1,0 +1,359 @@
+"""Images in and out: decoding and preprocessing inputs, colour maps, heatmaps, overlays and grids.
+
+Only numpy and Pillow are used, so the command line runs with the runtime dependencies alone.
+
+Preprocessing is explicit and fixed in this order (every step documented in ``onnxlrp explain --help``)::
+
+    pixels (uint8, H x W x C after decoding, greyscale or RGB conversion and a bilinear resize)
+      -> x = pixels * scale                    # default scale = 1/255
+      -> x = (x - mean[c]) / std[c]            # default mean 0, std 1; one value, or one per channel
+      -> layout NCHW or NHWC                   # default read from the model's input shape
+
+Heatmaps use signed, symmetric normalisation: relevance is summed over the channel axis, divided by the largest
+absolute value of that map, and mapped from [-1, 1] onto a diverging colour map whose centre is zero relevance
+(white for ``bwr``/``seismic``/``france``, black for ``coldnhot``). Red is positive (evidence for the class), blue
+negative.
+"""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+
+from .errors import OnnxLrpError
+
+#: File name suffixes read as images (anything Pillow decodes would do; these are the ones we claim).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class ImageDecodeError(OnnxLrpError, ValueError):
+    """An input file has an image suffix but cannot be decoded."""
+
+    exit_code = 12
+
+
+# --------------------------------------------------------------------------------------------------- colour maps
+#: Colour maps as (position in [0, 1], RGB hex) stops, linearly interpolated. Signed maps put zero at 0.5.
+#: The stops follow the colour maps zennit ships under the same names (and matplotlib's bwr).
+COLORMAP_STOPS: dict[str, tuple[tuple[float, str], ...]] = {
+    "bwr": ((0.0, "0000ff"), (0.5, "ffffff"), (1.0, "ff0000")),
+    "seismic": ((0.0, "0000d0"), (0.5, "d0d0d0"), (1.0, "d00000")),
+    "france": ((0.0, "0055a4"), (0.5, "ffffff"), (1.0, "ef4135")),
+    "coldnhot": ((0.0, "00ffff"), (0.25, "0000ff"), (0.5, "000000"), (2 / 3, "ff0000"), (5 / 6, "ffff00"),
+                 (1.0, "ffffff")),
+    "gray": ((0.0, "000000"), (1.0, "ffffff")),
+}
+#: Maps whose centre (0.5) is zero relevance; the others are drawn the same way but are not symmetric in colour.
+SIGNED_COLORMAPS = ("bwr", "seismic", "france", "coldnhot")
+DEFAULT_CMAP = "bwr"
+
+
+def colormap_names() -> list[str]:
+    """Names accepted by ``--cmap``."""
+    return list(COLORMAP_STOPS)
+
+
+def colormap_lut(name: str) -> np.ndarray:
+    """A (256, 3) uint8 lookup table for the colour map ``name``.
+
+    Raises
+    ------
+    KeyError
+        For an unknown name (the command line validates names with argparse choices first).
+    """
+    stops = COLORMAP_STOPS[name]
+    pos = np.array([p for p, _ in stops])
+    rgb = np.array([[int(h[i:i + 2], 16) for i in (0, 2, 4)] for _, h in stops], dtype=np.float64)
+    t = np.linspace(0.0, 1.0, 256)
+    lut = np.stack([np.interp(t, pos, rgb[:, c]) for c in range(3)], axis=1)
+    return np.round(lut).astype(np.uint8)
+
+
+def apply_colormap(values: np.ndarray, name: str = DEFAULT_CMAP) -> np.ndarray:
+    """Map values in [0, 1] (clipped) to RGB uint8, shape ``values.shape + (3,)``."""
+    idx = np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.intp)
+    return colormap_lut(name)[idx]
+
+
+# ------------------------------------------------------------------------------------------------ preprocessing
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image file becomes one model input sample (see the module docstring for the order of steps)."""
+
+    height: int | None
+    width: int | None
+    channels: int            # 1 = greyscale, 3 = RGB
+    layout: str              # "NCHW" or "NHWC"
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        """JSON-ready form for ``summary.json``."""
+        out = asdict(self)
+        out["mean"] = list(self.mean)
+        out["std"] = list(self.std)
+        return out
+
+
+def image_layout_from_shape(shape: Sequence[int | None]) -> str | None:
+    """Guess NCHW or NHWC from a rank-4 model input shape; ``None`` when the shape is not image-like."""
+    if len(shape) != 4:
+        return None
+    if shape[1] in (1, 3) and shape[3] not in (1, 3):
+        return "NCHW"
+    if shape[3] in (1, 3) and shape[1] not in (1, 3):
+        return "NHWC"
+    if shape[1] in (1, 3):
+        return "NCHW"
+    return "NCHW" if shape[1] is None and shape[3] is None else None
+
+
+def resolve_preprocessing(input_shape: Sequence[int | None], *, size: Sequence[int] | None = None,
+                          layout: str | None = None, grayscale: bool | None = None, scale: float | None = None,
+                          mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Preprocessing:
+    """Fill unset preprocessing options from the model's input shape where it is static.
+
+    ``layout`` defaults to what :func:`image_layout_from_shape` reads; ``size`` to the static H and W (``None``
+    where dynamic: each image then keeps its own size); channels to the static C (``--grayscale`` forces 1);
+    ``scale`` to 1/255, ``mean`` to 0 and ``std`` to 1.
+
+    Raises
+    ------
+    ValueError
+        When the model input is not an image (rank 4), or mean/std have a length other than 1 or the channel
+        count, or std has a zero; the command line turns this into a usage error.
+    """
+    shape = tuple(input_shape)
+    guessed = image_layout_from_shape(shape)
+    if len(shape) != 4:
+        raise ValueError(f"the model input has shape {format_shape(shape)}, not an image batch (N, C, H, W) or "
+                         f"(N, H, W, C); pass inputs as .npy arrays")
+    layout = (layout or guessed or "NCHW").upper()
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be NCHW or NHWC, not {layout!r}")
+    c_dim, h_dim, w_dim = (shape[1], shape[2], shape[3]) if layout == "NCHW" else (shape[3], shape[1], shape[2])
+    if grayscale:
+        channels = 1
+    elif c_dim is not None:
+        channels = int(c_dim)
+    else:
+        channels = 3
+    if channels not in (1, 3):
+        raise ValueError(f"the model input {format_shape(shape)} ({layout}) has {channels} channels; images give 1 "
+                         f"(greyscale) or 3 (RGB); pass inputs as .npy arrays")
+    if c_dim is not None and channels != c_dim:
+        raise ValueError(f"--grayscale gives 1 channel but the model input {format_shape(shape)} ({layout}) takes "
+                         f"{c_dim}")
+    if size is not None:
+        height, width = int(size[0]), int(size[1])
+        if height <= 0 or width <= 0:
+            raise ValueError(f"--size must be positive, got {height} {width}")
+        for name, want, dim in (("height", height, h_dim), ("width", width, w_dim)):
+            if dim is not None and dim != want:
+                raise ValueError(f"--size {height} {width} does not match the model input {format_shape(shape)} "
+                                 f"({layout}), whose {name} is {dim}")
+    else:
+        height = None if h_dim is None else int(h_dim)
+        width = None if w_dim is None else int(w_dim)
+    mean_t = tuple(float(v) for v in (mean if mean is not None else (0.0,)))
+    std_t = tuple(float(v) for v in (std if std is not None else (1.0,)))
+    for name, values in (("--mean", mean_t), ("--std", std_t)):
+        if len(values) not in (1, channels):
+            raise ValueError(f"{name} takes 1 or {channels} values for a {channels}-channel input, got {len(values)}")
+    if any(v == 0 for v in std_t):
+        raise ValueError("--std values must be non-zero")
+    return Preprocessing(height=height, width=width, channels=channels, layout=layout,
+                         scale=float(1.0 / 255.0 if scale is None else scale), mean=mean_t, std=std_t)
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Decode an image file fully (a truncated file fails here, not later).
+
+    Raises
+    ------
+    ImageDecodeError
+        When Pillow cannot identify or fully decode the file.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = str(exc).split("\n")[0] or type(exc).__name__
+        if isinstance(exc, UnidentifiedImageError):
+            reason = "not a format Pillow can decode"
+        raise ImageDecodeError(f"cannot decode image {str(path)!r}: {reason}") from exc
+
+
+def to_display(img: Image.Image, channels: int) -> Image.Image:
+    """Convert to greyscale ``L`` or ``RGB``; transparency is composited onto black."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, rgba)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.round(arr / top * 255.0).astype(np.uint8), mode="L")
+    return img.convert("L" if channels == 1 else "RGB")
+
+
+def preprocess(img: Image.Image, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+    """Turn a decoded image into one model sample and the uint8 picture the model saw.
+
+    Returns
+    -------
+    sample : numpy.ndarray
+        float32, (C, H, W) for NCHW or (H, W, C) for NHWC.
+    picture : numpy.ndarray
+        uint8 (H, W, 3), the resized image, for overlays and the report.
+    """
+    img = to_display(img, prep.channels)
+    if prep.height is not None and prep.width is not None and img.size != (prep.width, prep.height):
+        img = img.resize((prep.width, prep.height), Image.BILINEAR)
+    pixels = np.asarray(img, dtype=np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    x = pixels.astype(np.float32) * np.float32(prep.scale)
+    x = (x - np.asarray(prep.mean, dtype=np.float32)) / np.asarray(prep.std, dtype=np.float32)
+    if prep.layout == "NCHW":
+        x = np.ascontiguousarray(x.transpose(2, 0, 1))
+    picture = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+    return x.astype(np.float32, copy=False), np.ascontiguousarray(picture)
+
+
+def array_picture(sample: np.ndarray, layout: str | None) -> np.ndarray | None:
+    """A uint8 (H, W, 3) picture of an array sample (min-max scaled), or ``None`` when it is not image-like."""
+    arr = np.asarray(sample, dtype=np.float64)
+    if arr.ndim == 3:
+        if layout == "NHWC" or (layout is None and arr.shape[2] in (1, 3) and arr.shape[0] not in (1, 3)):
+            arr = arr.transpose(2, 0, 1)
+        if arr.shape[0] not in (1, 3):
+            arr = arr.mean(axis=0, keepdims=True)
+        arr = arr.transpose(1, 2, 0)
+    elif arr.ndim == 2:
+        arr = arr[:, :, None]
+    else:
+        return None
+    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    scaled = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    pic = np.round(np.nan_to_num(scaled) * 255.0).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(pic, 3, axis=2) if pic.shape[2] == 1 else pic)
+
+
+# ----------------------------------------------------------------------------------------------------- heatmaps
+def relevance_map(relevance: np.ndarray, layout: str | None) -> np.ndarray:
+    """Reduce one sample's relevance to a 2-D map by summing over channels (conservation is kept).
+
+    (C, H, W) or (H, W, C) by ``layout`` -> (H, W); (H, W) as is; a vector of length L -> (1, L); higher ranks sum
+    all leading axes.
+    """
+    r = np.asarray(relevance, dtype=np.float64)
+    if r.ndim == 3:
+        return r.sum(axis=2) if layout == "NHWC" else r.sum(axis=0)
+    if r.ndim == 2:
+        return r
+    if r.ndim == 1:
+        return r[None, :]
+    if r.ndim == 0:
+        return r.reshape(1, 1)
+    return r.reshape(-1, r.shape[-2], r.shape[-1]).sum(axis=0)
+
+
+def normalise_signed(rmap: np.ndarray) -> np.ndarray:
+    """Divide by the largest absolute value, giving [-1, 1] with 0 kept at 0; an all-zero map stays zero."""
+    r = np.nan_to_num(np.asarray(rmap, dtype=np.float64))
+    peak = float(np.abs(r).max()) if r.size else 0.0
+    return r / peak if peak > 0 else np.zeros_like(r)
+
+
+def heatmap_rgb(rmap: np.ndarray, cmap: str = DEFAULT_CMAP) -> np.ndarray:
+    """uint8 (H, W, 3) heatmap of a 2-D relevance map with signed symmetric normalisation."""
+    return apply_colormap((normalise_signed(rmap) + 1.0) / 2.0, cmap)
+
+
+def overlay_rgb(picture: np.ndarray, rmap: np.ndarray, cmap: str = DEFAULT_CMAP, gamma: float = 0.6) -> np.ndarray:
+    """Blend relevance over a dimmed greyscale version of ``picture``.
+
+    The colour is the colour map's end for the sign of the relevance (red/blue for ``bwr``), its opacity
+    ``0.9 * |r|**gamma`` with r normalised to [-1, 1]: pixels without relevance show the image, strong relevance
+    shows the colour, whatever the image's own brightness.
+    """
+    n = normalise_signed(rmap)
+    if picture.shape[:2] != n.shape:
+        n = resize_map(n, picture.shape[:2])
+    grey = picture.astype(np.float64).mean(axis=2, keepdims=True)
+    base = 30.0 + grey * (140.0 / 255.0)
+    heat = apply_colormap((np.sign(n) + 1.0) / 2.0, cmap).astype(np.float64)
+    weight = 0.9 * np.abs(n)[:, :, None] ** gamma
+    return np.round(base * (1.0 - weight) + heat * weight).astype(np.uint8)
+
+
+def resize_map(rmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float map to (H, W)."""
+    img = Image.fromarray(np.asarray(rmap, dtype=np.float32), mode="F")
+    return np.asarray(img.resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.float64)
+
+
+def zoom_factor(shape: tuple[int, ...], min_side: int = 128) -> int:
+    """Smallest integer factor that makes the shorter side at least ``min_side`` (1 for large images)."""
+    short = max(1, min(shape[0], shape[1]))
+    return max(1, math.ceil(min_side / short))
+
+
+def zoom(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour integer upscaling, so every input pixel stays a crisp square."""
+    if factor == 1:
+        return rgb
+    return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """Encode a uint8 (H, W, 3) or (H, W) array as PNG."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _font(size: int = 12) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has no size argument
+        return ImageFont.load_default()
+
+
+def grid(tiles: Sequence[np.ndarray], titles: Sequence[str], gap: int = 6, title_height: int = 18) -> np.ndarray:
+    """Tiles side by side on white, each with a title above it; tiles of different heights are top-aligned."""
+    height = max(t.shape[0] for t in tiles)
+    width = sum(t.shape[1] for t in tiles) + gap * (len(tiles) + 1)
+    canvas = Image.new("RGB", (width, height + title_height + 2 * gap), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(12)
+    x = gap
+    for tile, title in zip(tiles, titles):
+        w = tile.shape[1]
+        label = title
+        while label and draw.textlength(label, font=font) > w:
+            label = label[:-2] + "…" if len(label) > 2 else ""
+        tw = draw.textlength(label, font=font)
+        draw.text((x + (w - tw) / 2, gap // 2 + 2), label, fill=(0, 0, 0), font=font)
+        canvas.paste(Image.fromarray(np.ascontiguousarray(tile)), (x, title_height + gap))
+        x += w + gap
+    return np.asarray(canvas)
+
+
+def format_shape(shape: Sequence[int | str | None]) -> str:
+    """``(N, 1, 32, 32)``-style text for a shape with dynamic dims shown as N (first axis) or ``?``."""
+    parts = []
+    for i, d in enumerate(shape):
+        if d is None or isinstance(d, str):
+            parts.append("N" if i == 0 else "?")
+        else:
+            parts.append(str(d))
+    return "(" + ", ".join(parts) + (",)" if len(parts) == 1 else ")")

@@ -1,0 +1,195 @@
+"""Kernel protocol, base classes and the registry keyed by ``(domain, op_type)`` and opset version.
+
+A *kernel* knows one ONNX op: which inputs carry relevance, how to recompute the forward pass, its vector-Jacobian
+product (VJP), and, for ops linear in their data inputs, a :class:`LinearOp` (forward + VJP with named parameters)
+that every LRP rule can use. A kernel never knows which method runs; a *rule* (``onnxlrp.rules``) never knows ONNX.
+
+Resolution follows the ONNX reference evaluator: the kernel registered with the greatest ``since`` that is not newer
+than the node's schema version.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .graph import Node
+
+Array = Any  # numpy.ndarray or cupy.ndarray
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a kernel sees of one node at propagation time.
+
+    ``inputs``/``outputs`` hold forward values (``None`` for omitted optional inputs or values not kept);
+    ``varying[k]`` says whether input ``k`` depends on the explained input (and so may receive relevance).
+    """
+
+    node: Node
+    inputs: tuple
+    outputs: tuple
+    varying: tuple[bool, ...]
+    xp: ModuleType
+
+    @property
+    def attrs(self):
+        return self.node.attrs
+
+
+@dataclass
+class LinearOp:
+    """An op that is linear in its data inputs given its parameters: ``z = forward(xs, params)``.
+
+    ``vjp(g, params)`` returns the transpose applied to ``g`` for each data input (bias excluded, as in autograd).
+    ``params`` maps ``'weight'``/``'bias'`` (and op-specific names) to arrays or ``None``; rules modify them.
+    ``ports`` are the node input indices of ``inputs``.
+    """
+
+    ports: tuple[int, ...]
+    inputs: list
+    params: dict
+    forward: Callable[[list, dict], Array]
+    vjp: Callable[[Array, dict], list]
+
+
+class Kernel:
+    """Base kernel. Subclasses set ``category`` and implement :meth:`forward` and :meth:`vjp`.
+
+    ``category`` groups ops for presets: ``conv``, ``dense``, ``avgpool``, ``sum``, ``batchnorm``, ``affine``
+    (scaling/shift by a constant), ``activation``, ``maxpool``, ``structural``, ``softmax``.
+    """
+
+    op_type: str = ""
+    domain: str = ""
+    category: str = "structural"
+    #: node input ports that may carry relevance (those that also vary with the input do)
+    data_ports: tuple[int, ...] = (0,)
+
+    def data_inputs(self, node: Node, varying: set[str]) -> tuple[int, ...] | str:
+        """Input ports relevance flows to, or a reason string if this use of the op is not supported."""
+        return tuple(p for p in self.data_ports if p < len(node.inputs) and node.inputs[p] in varying)
+
+    def node_category(self, node: Node, varying: set[str]) -> str:
+        return self.category
+
+    def forward(self, call: Call) -> tuple:
+        raise NotImplementedError
+
+    def vjp(self, call: Call, grads: tuple) -> tuple:
+        raise NotImplementedError
+
+    def linear_op(self, call: Call) -> LinearOp | None:
+        """The linear view of this node, or ``None`` when the op is not linear in its data inputs."""
+        return None
+
+
+class LinearKernel(Kernel):
+    """Kernel of an op linear in its data inputs: forward and VJP come from :meth:`linear_op`."""
+
+    def linear_op(self, call: Call) -> LinearOp:
+        raise NotImplementedError
+
+    def forward(self, call: Call) -> tuple:
+        op = self.linear_op(call)
+        return (op.forward(op.inputs, op.params),)
+
+    def vjp(self, call: Call, grads: tuple) -> tuple:
+        op = self.linear_op(call)
+        return scatter_ports(len(call.inputs), op.ports, op.vjp(grads[0], op.params))
+
+
+class ElementwiseKernel(Kernel):
+    """Unary elementwise activation ``y = f(x)``; LRP presets pass relevance through (zennit ``Pass``)."""
+
+    category = "activation"
+
+    def fn(self, xp, x, call: Call):
+        raise NotImplementedError
+
+    def derivative(self, xp, x, y, call: Call):
+        raise NotImplementedError
+
+    def forward(self, call: Call) -> tuple:
+        return (self.fn(call.xp, call.inputs[0], call),)
+
+    def vjp(self, call: Call, grads: tuple) -> tuple:
+        x = call.inputs[0]
+        y = call.outputs[0] if call.outputs and call.outputs[0] is not None else self.fn(call.xp, x, call)
+        return scatter_ports(len(call.inputs), (0,), [grads[0] * self.derivative(call.xp, x, y, call)])
+
+
+def scatter_ports(n_inputs: int, ports: Sequence[int], values: Sequence) -> tuple:
+    """A tuple with one entry per node input, ``values`` placed at ``ports`` and ``None`` elsewhere."""
+    out = [None] * n_inputs
+    for p, v in zip(ports, values):
+        out[p] = v
+    return tuple(out)
+
+
+def unbroadcast(xp: ModuleType, g, shape: tuple) -> Array:
+    """Sum ``g`` over the axes that numpy broadcasting added or stretched to reach ``g.shape`` from ``shape``."""
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, (gs, s) in enumerate(zip(g.shape, shape)) if s == 1 and gs != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+_REGISTRY: dict[tuple[str, str], dict[int, Kernel]] = {}
+
+
+def register_kernel(op_type: str, *, since: int = 1, domain: str = "", override: bool = False):
+    """Class decorator: register an instance of the kernel class for ``op_type`` from opset ``since`` on."""
+
+    def decorate(cls):
+        versions = _REGISTRY.setdefault((domain, op_type), {})
+        if since in versions and not override:
+            raise ValueError(f"a kernel for {op_type!r} (domain {domain!r}, since {since}) is already registered")
+        kernel = cls()
+        kernel.op_type = op_type
+        kernel.domain = domain
+        versions[since] = kernel
+        return cls
+
+    return decorate
+
+
+def resolve(node: Node) -> Kernel | None:
+    """The kernel for ``node``: greatest registered ``since`` not newer than the node's schema version."""
+    versions = _REGISTRY.get((node.domain, node.op_type))
+    if not versions:
+        return None
+    eligible = [v for v in versions if v <= node.since]
+    return versions[max(eligible)] if eligible else None
+
+
+def registered() -> dict[str, list[int]]:
+    """``op_type -> sorted since-versions`` of every registered kernel (domain-qualified when not ai.onnx)."""
+    return {(f"{d}::{op}" if d else op): sorted(v) for (d, op), v in sorted(_REGISTRY.items())}
+
+
+def data_inputs(node: Node, varying: set[str]):
+    """Preflight hook for :func:`onnxlrp.graph.relevance_path`."""
+    kernel = resolve(node)
+    if kernel is None:
+        if node.op_type in ("If", "Loop", "Scan"):
+            return "control flow is not supported on the relevance path"
+        versions = _REGISTRY.get((node.domain, node.op_type))
+        if versions:
+            return f"kernels exist only for opset versions {sorted(versions)}"
+        return "no kernel registered"
+    return kernel.data_inputs(node, varying)
+
+
+def as_float(value, dtype) -> np.ndarray:
+    """A parameter as an array of the compute dtype."""
+    return np.asarray(value, dtype=dtype)

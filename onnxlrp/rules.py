@@ -1,0 +1,344 @@
+"""LRP rules and gradient routings: op-agnostic policies applied to a kernel's forward/VJP.
+
+Linear rules follow zennit's ``BasicHook`` decomposition (Montavon et al. 2019, "Layer-wise relevance propagation:
+an overview"): for each term *k*, the input and the parameters are modified, the op is re-run forward
+(``z_k = f(x_k; θ_k)``), the output relevance is divided by a stabilised denominator, pulled back through the op's
+VJP (``c_k = J(θ_k)ᵀ s_k``) and the terms are reduced (``R_in = Σ_k x_k ⊙ c_k``). Notation: ``x⁺ = max(x, 0)``,
+``x⁻ = min(x, 0)``, likewise for parameters; ``sgn0(z) = +1 if z ≥ 0 else −1``.
+
+Every linear rule works on any kernel exposing a :class:`~onnxlrp.registry.LinearOp` (Conv, Gemm, MatMul with a
+constant, pooling, residual Add, ...). Rules are frozen dataclasses: printable, hashable, comparable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import RuleNotApplicableError
+from .registry import Call, Kernel, LinearOp, scatter_ports
+
+# -------------------------------------------------------------------------------------------- helpers
+
+
+def stabilize(xp, z, epsilon):
+    """Denominator ``z + ε·sgn0(z)`` (zennit ``Stabilizer``); ``ε`` may be an array broadcast against ``z``."""
+    return z + epsilon * ((z >= 0) * 2.0 - 1.0).astype(z.dtype, copy=False)
+
+
+def divide(xp, r, z, epsilon):
+    """``r / (z + ε·sgn0(z))``; with ``ε = 0`` a zero denominator yields 0 (the relevance there is dropped)."""
+    if isinstance(epsilon, (int, float)) and epsilon == 0:
+        zero = z == 0
+        return xp.where(zero, 0.0, r / xp.where(zero, 1.0, z)).astype(r.dtype, copy=False)
+    return r / stabilize(xp, z, epsilon)
+
+
+def _clamp(xp, a, lo=None, hi=None):
+    if a is None:
+        return None
+    if lo is not None:
+        return xp.maximum(a, lo)
+    return xp.minimum(a, hi)
+
+
+def _params(op: LinearOp, fn, zero: tuple[str, ...] = (), drop_bias: bool = False) -> dict:
+    """Modify every parameter with ``fn(name, value)``; names in ``zero`` (or the bias if ``drop_bias``) vanish."""
+    out = {}
+    for name, value in op.params.items():
+        if value is None or name in zero or (drop_bias and name == "bias"):
+            out[name] = None
+        else:
+            out[name] = fn(name, value)
+    return out
+
+
+def _is_zero(xp, xs) -> bool:
+    return all(not bool(xp.any(x)) for x in xs)
+
+
+def _forward(op: LinearOp, xs, params, xp):
+    """``f(xs; params)``, skipping the work (returning 0) when inputs are all zero and there is no bias."""
+    if params.get("bias") is None and _is_zero(xp, xs):
+        return 0.0
+    return op.forward(xs, params)
+
+
+def _pullback(op: LinearOp, s, params, xs, xp):
+    """``xs ⊙ Jᵀ s`` per data input, skipped (0) for all-zero inputs."""
+    if _is_zero(xp, xs):
+        return [0.0] * len(xs)
+    return [x * g for x, g in zip(xs, op.vjp(s, params))]
+
+
+def _add(a, b):
+    return [u + v for u, v in zip(a, b)]
+
+
+# -------------------------------------------------------------------------------------------- base classes
+
+
+class Rule:
+    """A relevance policy for one node. ``propagate`` returns one entry per node input (``None`` = nothing)."""
+
+    #: categories of node this rule may be assigned to (``None`` = any)
+    applies_to: frozenset | None = None
+
+    def propagate(self, kernel: Kernel, call: Call, relevance: tuple) -> tuple:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return f"{type(self).__name__}({args})"
+
+
+class LinearRule(Rule):
+    """A rule defined on a :class:`LinearOp`; subclasses implement :meth:`apply`."""
+
+    applies_to = frozenset({"conv", "dense", "avgpool", "sum", "batchnorm", "affine"})
+
+    def propagate(self, kernel: Kernel, call: Call, relevance: tuple) -> tuple:
+        op = kernel.linear_op(call)
+        if op is None:
+            raise RuleNotApplicableError(
+                f"rule {self.describe()} needs a linear op but node {call.node.name!r} ({call.node.op_type}) is not "
+                "linear in its inputs")
+        return scatter_ports(len(call.inputs), op.ports, self.apply(op, relevance[0], call))
+
+    def apply(self, op: LinearOp, r, call: Call) -> list:
+        raise NotImplementedError
+
+
+# -------------------------------------------------------------------------------------------- routing rules
+
+
+@dataclass(frozen=True)
+class Gradient(Rule):
+    """The op's exact vector-Jacobian product: ``R_in = Jᵀ R_out`` (gradient methods; max-pool and reshapes in LRP)."""
+
+    def propagate(self, kernel, call, relevance):
+        return kernel.vjp(call, relevance)
+
+
+@dataclass(frozen=True)
+class Pass(Rule):
+    """Identity: ``R_in = R_out`` for an elementwise op (zennit ``Pass``); relevance summed over broadcast axes."""
+
+    def propagate(self, kernel, call, relevance):
+        from .registry import unbroadcast
+        ports = kernel.data_inputs(call.node, {t for t, v in zip(call.node.inputs, call.varying) if v})
+        r = relevance[0]
+        return scatter_ports(len(call.inputs), ports,
+                             [unbroadcast(call.xp, r, call.inputs[p].shape) for p in ports])
+
+
+@dataclass(frozen=True)
+class GuidedBackprop(Rule):
+    """Guided backprop on ReLU (Springenberg et al. 2015): ``R_in = 1[x > 0] · g · 1[g > 0]``."""
+
+    applies_to = frozenset({"activation"})
+
+    def propagate(self, kernel, call, relevance):
+        x, g = call.inputs[0], relevance[0]
+        return scatter_ports(len(call.inputs), (0,), [g * ((x > 0) & (g > 0))])
+
+
+@dataclass(frozen=True)
+class DeconvNet(Rule):
+    """DeconvNet on ReLU (Zeiler & Fergus 2014): ``R_in = max(g, 0)``, ignoring the forward mask."""
+
+    applies_to = frozenset({"activation"})
+
+    def propagate(self, kernel, call, relevance):
+        g = relevance[0]
+        return scatter_ports(len(call.inputs), (0,), [call.xp.maximum(g, 0)])
+
+
+# -------------------------------------------------------------------------------------------- LRP rules
+
+
+@dataclass(frozen=True)
+class Epsilon(LinearRule):
+    """LRP-ε (Bach et al. 2015): ``R_i = x_i Σ_j w_ij R_j / (z_j + ε·sgn0(z_j))``; ``ε = 0`` is LRP-0.
+
+    With ``epsilon=0`` outputs with ``z_j = 0`` pass no relevance (safe division). ``zero_params`` names parameters
+    (e.g. ``('bias',)``) set to zero for the relevance computation only.
+    """
+
+    epsilon: float = 1e-6
+    zero_params: tuple = ()
+
+    def apply(self, op, r, call):
+        xp = call.xp
+        params = _params(op, lambda n, p: p, self.zero_params)
+        z = op.forward(op.inputs, params)
+        return _pullback(op, divide(xp, r, z, self.epsilon), params, op.inputs, xp)
+
+
+@dataclass(frozen=True)
+class Norm(Epsilon):
+    """zennit ``Norm``: the ε-rule on a parameter-free linear op (average pooling, residual Add), a proportional split
+    ``R_k = x_k ⊙ R / (Σ_k x_k + ε·sgn0)``."""
+
+    epsilon: float = 1e-6
+
+
+@dataclass(frozen=True)
+class StdxEpsilon(LinearRule):
+    """ε-rule with ``ε = stdfactor · std(x)`` per sample, the population std of the layer input (signxai's
+    ``StdxEpsilonRule``, computed per sample rather than over the batch)."""
+
+    stdfactor: float = 0.25
+    zero_params: tuple = ()
+
+    def apply(self, op, r, call):
+        xp = call.xp
+        x = op.inputs[0]
+        axes = tuple(range(1, x.ndim))
+        eps = self.stdfactor * x.std(axis=axes, keepdims=True) if axes else self.stdfactor * xp.abs(x) * 0
+        eps = eps.reshape((x.shape[0],) + (1,) * (r.ndim - 1))
+        params = _params(op, lambda n, p: p, self.zero_params)
+        z = op.forward(op.inputs, params)
+        return _pullback(op, r / stabilize(xp, z, eps), params, op.inputs, xp)
+
+
+@dataclass(frozen=True)
+class AlphaBeta(LinearRule):
+    """LRP-αβ (Bach et al. 2015), zennit semantics: ``R_i = α[x⁺_i(W⁺ᵀs^α)_i + x⁻_i(W⁻ᵀs^α)_i]
+    − β[x⁺_i(W⁻ᵀs^β)_i + x⁻_i(W⁺ᵀs^β)_i]`` with ``s^α = R/(W⁺x⁺ + W⁻x⁻ + b⁺)``, ``s^β = R/(W⁻x⁺ + W⁺x⁻ + b⁻)``.
+    Requires ``α, β ≥ 0`` and ``α − β = 1``."""
+
+    alpha: float = 2.0
+    beta: float = 1.0
+    stabilizer: float = 1e-6
+    zero_params: tuple = ()
+
+    def __post_init__(self):
+        if self.alpha < 0 or self.beta < 0:
+            raise ValueError(f"alpha and beta must be non-negative; got alpha={self.alpha}, beta={self.beta}")
+        if abs((self.alpha - self.beta) - 1.0) > 1e-12:
+            raise ValueError(f"alpha - beta must equal 1; got alpha={self.alpha}, beta={self.beta}")
+
+    def apply(self, op, r, call):
+        xp = call.xp
+        xpos = [_clamp(xp, x, lo=0) for x in op.inputs]
+        xneg = [_clamp(xp, x, hi=0) for x in op.inputs]
+        wpos = _params(op, lambda n, p: _clamp(xp, p, lo=0), self.zero_params)
+        wneg = _params(op, lambda n, p: _clamp(xp, p, hi=0), self.zero_params)
+        wpos_nb = _params(op, lambda n, p: _clamp(xp, p, lo=0), self.zero_params, drop_bias=True)
+        wneg_nb = _params(op, lambda n, p: _clamp(xp, p, hi=0), self.zero_params, drop_bias=True)
+        s_a = divide(xp, r, _forward(op, xpos, wpos, xp) + _forward(op, xneg, wneg_nb, xp), self.stabilizer)
+        r_a = _add(_pullback(op, s_a, wpos, xpos, xp), _pullback(op, s_a, wneg_nb, xneg, xp))
+        if self.beta == 0:
+            return [self.alpha * a for a in r_a] if self.alpha != 1 else r_a
+        s_b = divide(xp, r, _forward(op, xpos, wneg, xp) + _forward(op, xneg, wpos_nb, xp), self.stabilizer)
+        r_b = _add(_pullback(op, s_b, wneg, xpos, xp), _pullback(op, s_b, wpos_nb, xneg, xp))
+        return [self.alpha * a - self.beta * b for a, b in zip(r_a, r_b)]
+
+
+@dataclass(frozen=True)
+class ZPlus(AlphaBeta):
+    """z⁺ rule = α1β0 with zennit semantics (negative inputs contribute through ``W⁻``)."""
+
+    alpha: float = 1.0
+    beta: float = 0.0
+    stabilizer: float = 1e-6
+    zero_params: tuple = ()
+
+
+@dataclass(frozen=True)
+class Gamma(LinearRule):
+    """Generalised LRP-γ (Montavon et al. 2019; Andéol et al. 2021), zennit semantics. With ``W↑ = W + γW⁺``,
+    ``W↓ = W + γW⁻``: ``s↑ = [z>0] R / (W↑x⁺ + W↓x⁻ + b↑)``, ``s↓ = [z<0] R / (W↓x⁺ + W↑x⁻ + b↓)``,
+    ``R_i = x⁺_i(W↑ᵀs↑ + W↓ᵀs↓)_i + x⁻_i(W↓ᵀs↑ + W↑ᵀs↓)_i``; ``z`` is the unmodified output."""
+
+    gamma: float = 0.25
+    stabilizer: float = 1e-6
+    zero_params: tuple = ()
+
+    def apply(self, op, r, call):
+        xp, g = call.xp, self.gamma
+        xpos = [_clamp(xp, x, lo=0) for x in op.inputs]
+        xneg = [_clamp(xp, x, hi=0) for x in op.inputs]
+        up = lambda n, p: p + g * _clamp(xp, p, lo=0)  # noqa: E731
+        down = lambda n, p: p + g * _clamp(xp, p, hi=0)  # noqa: E731
+        w_up, w_down = _params(op, up, self.zero_params), _params(op, down, self.zero_params)
+        w_up_nb = _params(op, up, self.zero_params, drop_bias=True)
+        w_down_nb = _params(op, down, self.zero_params, drop_bias=True)
+        z = op.forward(op.inputs, op.params)
+        s_up = (z > 0) * divide(xp, r, _forward(op, xpos, w_up, xp) + _forward(op, xneg, w_down_nb, xp),
+                                self.stabilizer)
+        s_down = (z < 0) * divide(xp, r, _forward(op, xpos, w_down, xp) + _forward(op, xneg, w_up_nb, xp),
+                                  self.stabilizer)
+        out = _add(_pullback(op, s_up, w_up, xpos, xp), _pullback(op, s_up, w_down_nb, xneg, xp))
+        out = _add(out, _pullback(op, s_down, w_down, xpos, xp))
+        return _add(out, _pullback(op, s_down, w_up_nb, xneg, xp))
+
+
+@dataclass(frozen=True)
+class ZBox(LinearRule):
+    """zᴮ / box rule (Montavon et al. 2017) for inputs bounded by ``low ≤ x ≤ high``:
+    ``R_i = x_i(Wᵀs)_i − l_i(W⁺ᵀs)_i − h_i(W⁻ᵀs)_i`` with ``s = R / (Wx − W⁺l − W⁻h)``.
+
+    ``low``/``high`` are scalars, arrays broadcastable to the input (e.g. per channel ``(1, C, 1, 1)``), or ``None``
+    for the per-sample minimum / maximum of the layer input.
+    """
+
+    low: Any = None
+    high: Any = None
+    stabilizer: float = 1e-6
+    zero_params: tuple = ()
+
+    def apply(self, op, r, call):
+        xp = call.xp
+        x = op.inputs[0]
+        axes = tuple(range(1, x.ndim))
+        low = x.min(axis=axes, keepdims=True) if self.low is None else xp.asarray(self.low, dtype=x.dtype)
+        high = x.max(axis=axes, keepdims=True) if self.high is None else xp.asarray(self.high, dtype=x.dtype)
+        low, high = xp.broadcast_to(low, x.shape), xp.broadcast_to(high, x.shape)
+        w = _params(op, lambda n, p: p, self.zero_params)
+        wpos = _params(op, lambda n, p: _clamp(xp, p, lo=0), self.zero_params)
+        wneg = _params(op, lambda n, p: _clamp(xp, p, hi=0), self.zero_params)
+        z = op.forward([x], w) - op.forward([low], wpos) - op.forward([high], wneg)
+        s = divide(xp, r, z, self.stabilizer)
+        (a,), (b,), (c,) = (_pullback(op, s, w, [x], xp), _pullback(op, s, wpos, [low], xp),
+                            _pullback(op, s, wneg, [high], xp))
+        return [a - b - c]
+
+
+@dataclass(frozen=True)
+class Flat(LinearRule):
+    """Flat rule (Lapuschkin et al. 2019): input and weights replaced by ones, bias dropped:
+    ``R_i = Σ_j [i ∈ RF(j)] R_j / n_j`` with ``n_j`` the receptive-field size. Independent of ``x`` and ``W``."""
+
+    stabilizer: float = 1e-6
+    zero_params: tuple = ()
+
+    def apply(self, op, r, call):
+        xp = call.xp
+        ones = [xp.ones_like(x) for x in op.inputs]
+        params = _params(op, lambda n, p: xp.ones_like(p), self.zero_params, drop_bias=True)
+        s = divide(xp, r, op.forward(ones, params), self.stabilizer)
+        return list(op.vjp(s, params))
+
+
+@dataclass(frozen=True)
+class WSquare(LinearRule):
+    """w² rule (Montavon et al. 2017): ``R_i = Σ_j w_ij² R_j / (Σ_i' w_i'j² + b_j²)`` (zennit keeps ``b²``; add
+    ``'bias'`` to ``zero_params`` to drop it). Independent of ``x``."""
+
+    stabilizer: float = 1e-6
+    zero_params: tuple = ()
+
+    def apply(self, op, r, call):
+        xp = call.xp
+        ones = [xp.ones_like(x) for x in op.inputs]
+        params = _params(op, lambda n, p: p * p, self.zero_params)
+        s = divide(xp, r, op.forward(ones, params), self.stabilizer)
+        return list(op.vjp(s, params))
+
+
+RULES: dict[str, type[Rule]] = {
+    "gradient": Gradient, "pass": Pass, "epsilon": Epsilon, "norm": Norm, "stdx_epsilon": StdxEpsilon,
+    "alpha_beta": AlphaBeta, "zplus": ZPlus, "gamma": Gamma, "zbox": ZBox, "flat": Flat, "wsquare": WSquare,
+    "guided_backprop": GuidedBackprop, "deconvnet": DeconvNet,
+}
