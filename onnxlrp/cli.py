@@ -245,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"{PROG}: error: {_first_line(exc)}", file=sys.stderr)
+        if isinstance(exc, UnsupportedOpError):  # the node table is the actionable part: show it too
+            for line in str(exc).strip().splitlines()[1:]:
+                print(f"{PROG}:   {line.strip()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         if args.debug:
@@ -358,60 +361,109 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if len(methods) != 1:
         raise UsageError("inspect takes one --method")
     method, params = methods[0]
-    ex = _open_explainer(args)
+    try:
+        ex = _open_explainer(args)
+    except UnsupportedOpError as exc:
+        _inspect_unexplainable(args, exc)
+        raise
     info = ex.model_info()
     path = ex.path_nodes()
-    rules: list | None
-    rules_error = None
-    try:
-        rules = ex.rules_for(method, **params)
-    except UnsupportedOpError as exc:
-        rules, rules_error = None, _first_line(exc)
-    unsupported = info.get("unsupported") or []
+    rules = ex.rules_for(method, **params)
+    registered = _engine().registered()
     on_path = {op for _, op in path}
-    missing = {op for op, *_ in unsupported}
-    ops = [{"op_type": op, "count": n,
-            "kernel": "missing" if op in missing else ("yes" if op in on_path else "not needed (off the path)")}
+    ops = [{"op_type": op, "count": n, "kernel": _kernel_status(op, op in on_path, registered)}
            for op, n in sorted(info["op_histogram"].items(), key=lambda kv: (-kv[1], kv[0]))]
+    explained_output = ex.output_name
     if args.json:
         doc = {"model": str(args.model), "info": info, "explained_input": ex.input_name,
-               "explained_output": ex.output_name, "ops": ops,
+               "explained_output": explained_output, "ops": ops,
                "relevance_path": [{"node": n, "op_type": op} for n, op in path], "method": method,
-               "params": params, "rules": None if rules is None else
-               [{"node": n, "op_type": op, "rule": r} for n, op, r in rules]}
+               "params": params, "rules": [{"node": n, "op_type": op, "rule": r} for n, op, r in rules]}
         print(json.dumps(_jsonable(doc), indent=2))
-    else:
-        _print_inspect(args.model, ex, info, ops, path, method, params, rules, rules_error)
-    if unsupported:
-        parts = ", ".join(f"{op} ({n} node{'s' if n != 1 else ''}, e.g. {example!r})"
-                          for op, n, example in unsupported)
-        raise UnsupportedOpError(f"{len(unsupported)} op type(s) on the relevance path have no kernel: {parts}")
-    return 0
-
-
-def _print_inspect(model, ex, info, ops, path, method, params, rules, rules_error) -> None:
-    size = os.path.getsize(model) if os.path.exists(model) else 0
-    print(f"model     {model}  ({size / 1024:.0f} KiB, producer {info.get('producer') or '?'}, "
-          f"opset {info.get('opset')})")
-    for title, key, chosen in (("inputs", "inputs", ex.input_name), ("outputs", "outputs", ex.output_name)):
-        for i, (name, shape, dtype) in enumerate(info[key]):
-            mark = "   <- explained" if name == chosen else ""
-            print(f"{title if i == 0 else '':<9} {name}  {dtype}  {format_shape(tuple(shape))}{mark}")
-    print("\nops (kernel: yes = on the relevance path and supported)")
-    width = max([len(o["op_type"]) for o in ops] + [2])
-    for o in ops:
-        print(f"  {o['op_type']:<{width}}  {o['count']:>5}  kernel: {o['kernel']}")
-    print(f"\nrelevance path: {len(path)} nodes, rules under {method}"
-          f"{' (' + ', '.join(f'{k}={v!r}' for k, v in params.items()) + ')' if params else ''}")
-    if rules is None:
-        print(f"  (no rules: {rules_error})")
-        for name, op in path:
-            print(f"  {name}  {op}")
-        return
+        return 0
+    _print_header(args.model, info, ex.input_name, explained_output)
+    _print_ops(ops)
+    print(f"\nrelevance path: {len(path)} nodes from {ex.input_name!r} to {explained_output!r}; rules under "
+          f"{method}{' (' + ', '.join(f'{k}={v!r}' for k, v in params.items()) + ')' if params else ''}")
     nw = max([len(n) for n, _, _ in rules] + [4])
     ow = max([len(o) for _, o, _ in rules] + [2])
     for name, op, rule in rules:
         print(f"  {name:<{nw}}  {op:<{ow}}  {rule}")
+    return 0
+
+
+def _kernel_status(op: str, on_path: bool, registered: dict) -> str:
+    if not on_path:
+        return "not needed (off the relevance path)"
+    return "yes" if op in registered else "MISSING"
+
+
+def _inspect_unexplainable(args: argparse.Namespace, exc: UnsupportedOpError) -> None:
+    """Describe a model the engine refuses (an op without a kernel) from the ONNX file alone, then the error."""
+    import onnx
+    try:
+        proto = onnx.load(args.model, load_external_data=False)
+    except Exception:  # noqa: BLE001 - the engine loaded it; if we cannot, just show the error
+        return
+    inits = {t.name for t in proto.graph.initializer}
+    info = {"producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+            "opset": {o.domain: o.version for o in proto.opset_import},
+            "inputs": [(v.name, _value_shape(v), _value_dtype(v)) for v in proto.graph.input if v.name not in inits],
+            "outputs": [(v.name, _value_shape(v), _value_dtype(v)) for v in proto.graph.output]}
+    hist: dict[str, int] = {}
+    for node in proto.graph.node:
+        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+        hist[key] = hist.get(key, 0) + 1
+    registered = _engine().registered()
+    ops = [{"op_type": op, "count": n, "kernel": "yes" if op in registered else "no kernel"}
+           for op, n in sorted(hist.items(), key=lambda kv: (-kv[1], kv[0]))]
+    if args.json:
+        print(json.dumps(_jsonable({"model": str(args.model), "info": info, "ops": ops, "error": str(exc)}),
+                         indent=2))
+        return
+    _print_header(args.model, info, args.input_name, args.output_name)
+    _print_ops(ops, note="kernel: whether onnxlrp has one for the op type")
+    print("\n" + str(exc))
+    print(f"supported op types: {', '.join(sorted(registered))}")
+
+
+def _value_shape(v) -> tuple:
+    dims = v.type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)
+
+
+def _value_dtype(v) -> str:
+    import onnx
+    try:
+        return str(onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type))
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+def _opset_text(opset: Any) -> str:
+    if isinstance(opset, dict):
+        return ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(opset.items()))
+    return str(opset)
+
+
+def _print_header(model: str, info: dict, input_name: str | None, output_name: str | None) -> None:
+    size = os.path.getsize(model) if os.path.exists(model) else 0
+    print(f"model     {model}  ({size / 1024:.0f} KiB, producer {info.get('producer') or '?'}, "
+          f"opset {_opset_text(info.get('opset'))})")
+    outputs = [name for name, _, _ in info["outputs"]]
+    for title, key, chosen in (("inputs", "inputs", input_name), ("outputs", "outputs", output_name)):
+        for i, (name, shape, dtype) in enumerate(info[key]):
+            mark = "   <- explained" if name == chosen else ""
+            print(f"{title if i == 0 else '':<9} {name}  {dtype}  {format_shape(tuple(shape or ()))}{mark}")
+    if output_name is not None and output_name not in outputs:
+        print(f"{'':<9} explained output: {output_name!r} (the logits before the final Softmax)")
+
+
+def _print_ops(ops: list[dict], note: str = "kernel: yes = on the relevance path and supported") -> None:
+    print(f"\nops ({note})")
+    width = max([len(o["op_type"]) for o in ops] + [2])
+    for o in ops:
+        print(f"  {o['op_type']:<{width}}  {o['count']:>5}  kernel: {o['kernel']}")
 
 
 # ---------------------------------------------------------------------------------------------------- explain

@@ -217,13 +217,13 @@ class Explainer:
             if self._runner is None:
                 produced = {t for n in self.path.nodes for t in n.outputs}
                 external = [t for t in self._needed() if t not in produced and t not in all_feeds]
-                self._runner = KernelRunner(self.cgraph, self.path.nodes, self.cgraph.constants, external, self.device)
+                self._runner = KernelRunner(self.cgraph, self.path.nodes, self.path.varying, self.cgraph.constants,
+                                             external, self.device)
             values = self._runner.run(all_feeds, self.input_name, self.dtype)
         else:
             if self._runner is None:
                 self._runner = OrtRunner(self.graph, self._needed(), device=self.device)
-            values = self._runner.run(all_feeds)
-            values[self.input_name] = x_host
+            values = {**self._runner.run(all_feeds), **all_feeds}
         xp = self.xp
         values = {k: (xp.asarray(v, dtype=self.dtype) if v.dtype.kind == "f" else v) for k, v in values.items()}
         output = values[self.output_name]

@@ -217,10 +217,10 @@ class Graph:
         nodes = []
         for k, n in enumerate(proto.graph.node):
             base = n.name or f"{n.op_type}_{k}"
-            name = base if not used[base] else f"{base}_{used[base]}"
+            name, suffix = base, 0
             while name in used:
-                name = f"{name}_"
-            used[base] += 1
+                suffix += 1
+                name = f"{base}_{suffix}"
             used[name] += 1
             domain = n.domain if n.domain not in ("ai.onnx",) else ""
             opset = self.opsets.get(domain, 1)
@@ -323,7 +323,8 @@ class RelevancePath:
 
 
 def relevance_path(graph: Graph, input_name: str, output_name: str, data_inputs) -> RelevancePath:
-    """Walk back from ``output_name`` through each node's declared data inputs.
+    """Walk back from ``output_name`` through each node's declared data inputs (through every varying input of an
+    unsupported node, so that one preflight error lists them all).
 
     ``data_inputs(node, varying) -> tuple[int, ...] | str`` gives the input ports a kernel propagates to, or a reason
     string when there is no kernel / the kernel cannot handle this use. Shape subgraphs are never entered because no
@@ -349,7 +350,7 @@ def relevance_path(graph: Graph, input_name: str, output_name: str, data_inputs)
         ports = data_inputs(node, varying)
         if isinstance(ports, str):
             unsupported.append((node, ports))
-            continue
+            ports = range(len(node.inputs))  # keep exploring so preflight reports every unsupported op at once
         stack.extend(node.inputs[p] for p in ports if node.inputs[p] in varying)
     nodes = sorted(on_path.values(), key=lambda n: n.index)
     return RelevancePath(nodes=nodes, varying=varying, unsupported=unsupported)

@@ -58,26 +58,32 @@ def colormap_names() -> list[str]:
     return list(COLORMAP_STOPS)
 
 
-def colormap_lut(name: str) -> np.ndarray:
-    """A (256, 3) uint8 lookup table for the colour map ``name``.
+def _stops(name: str) -> tuple[np.ndarray, np.ndarray]:
+    stops = COLORMAP_STOPS[name]
+    pos = np.array([p for p, _ in stops])
+    rgb = np.array([[int(h[i:i + 2], 16) for i in (0, 2, 4)] for _, h in stops], dtype=np.float64)
+    return pos, rgb
+
+
+def apply_colormap(values: np.ndarray, name: str = DEFAULT_CMAP) -> np.ndarray:
+    """Map values in [0, 1] (clipped) to RGB uint8, shape ``values.shape + (3,)``.
+
+    Interpolates the stops directly (no 256-entry table), so 0.5, zero relevance, gets exactly the centre colour.
 
     Raises
     ------
     KeyError
         For an unknown name (the command line validates names with argparse choices first).
     """
-    stops = COLORMAP_STOPS[name]
-    pos = np.array([p for p, _ in stops])
-    rgb = np.array([[int(h[i:i + 2], 16) for i in (0, 2, 4)] for _, h in stops], dtype=np.float64)
-    t = np.linspace(0.0, 1.0, 256)
-    lut = np.stack([np.interp(t, pos, rgb[:, c]) for c in range(3)], axis=1)
-    return np.round(lut).astype(np.uint8)
+    pos, rgb = _stops(name)
+    v = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    out = np.stack([np.interp(v, pos, rgb[:, c]) for c in range(3)], axis=-1)
+    return np.round(out).astype(np.uint8)
 
 
-def apply_colormap(values: np.ndarray, name: str = DEFAULT_CMAP) -> np.ndarray:
-    """Map values in [0, 1] (clipped) to RGB uint8, shape ``values.shape + (3,)``."""
-    idx = np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.intp)
-    return colormap_lut(name)[idx]
+def colormap_lut(name: str, n: int = 256) -> np.ndarray:
+    """An (n, 3) uint8 table of the colour map (for palettes and legends)."""
+    return apply_colormap(np.linspace(0.0, 1.0, n), name)
 
 
 # ------------------------------------------------------------------------------------------------ preprocessing
@@ -349,10 +355,10 @@ def grid(tiles: Sequence[np.ndarray], titles: Sequence[str], gap: int = 6, title
 
 
 def format_shape(shape: Sequence[int | str | None]) -> str:
-    """``(N, 1, 32, 32)``-style text for a shape with dynamic dims shown as N (first axis) or ``?``."""
+    """``(N, 1, 32, 32)``-style text; unknown dims show as N (first axis) or ``?``, named ones by name."""
     parts = []
     for i, d in enumerate(shape):
-        if d is None or isinstance(d, str):
+        if d is None or d == "":
             parts.append("N" if i == 0 else "?")
         else:
             parts.append(str(d))

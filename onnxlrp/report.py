@@ -34,7 +34,8 @@ code { background: #eee; padding: 0 3px; border-radius: 3px; }
 .info td { padding: 0 8px 0 0; }
 figure { margin: 0; text-align: center; font-size: 12px; }
 figure img { display: block; image-rendering: pixelated; border: 1px solid #ccc; }
-figcaption { margin-top: 3px; max-width: 260px; }
+figcaption { margin-top: 3px; max-width: 270px; }
+.method > figcaption { font-size: 12px; color: #444; }
 .pair { display: flex; gap: 4px; }
 .method { border-left: 3px solid #eee; padding-left: 8px; }
 .method h3 { font-size: 13px; margin: 0 0 4px 0; font-weight: 600; }
@@ -105,7 +106,7 @@ class HtmlReport:
     """
 
     def __init__(self, stream: IO[str], *, title: str, meta: Sequence[tuple[str, str]],
-                 methods: Sequence[tuple[str, dict]], cmap: str, display_px: int = 160) -> None:
+                 methods: Sequence[tuple[str, dict]], cmap: str, display_px: int = 128) -> None:
         self._out = stream
         self._methods = [m for m, _ in methods]
         self._display = display_px
@@ -134,8 +135,8 @@ class HtmlReport:
             f"<table><tr><td>class</td><td>logit</td><td>softmax</td></tr>{top_rows}</table></div>",
         ]
         if card.picture_png is not None:
-            parts.append(f"<figure><img src=\"{_b64(card.picture_png)}\" width=\"{px}\" alt=\"input {_e(card.name)}\">"
-                         f"<figcaption>input</figcaption></figure>")
+            parts.append(f"<figure><img src=\"{_b64(card.picture_png)}\" width=\"{px}\" "
+                         f"alt=\"input {_e(card.name)}\"><figcaption>input</figcaption></figure>")
         for view in card.methods:
             caption = (f"class {_cls(view.target, view.target_label)}: ΣR = {view.relevance_sum:.4g}, "
                        f"logit = {view.logit:.4g}")

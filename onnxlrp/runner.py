@@ -57,9 +57,10 @@ class OrtRunner:
 class KernelRunner:
     """Forward pass of the relevance path through the kernels in ``dtype`` (float64 end to end on the path)."""
 
-    def __init__(self, graph: Graph, path_nodes: list[Node], constants: dict, external: list[str],
+    def __init__(self, graph: Graph, path_nodes: list[Node], varying: set[str], constants: dict, external: list[str],
                  device: str = "cpu"):
         self.path_nodes = path_nodes
+        self.varying = varying
         self.constants = constants
         self.external = external
         self.ort = OrtRunner(graph, external, device=device) if external else None
@@ -73,7 +74,8 @@ class KernelRunner:
         values.update(feeds)
         for node in self.path_nodes:
             inputs = tuple(_lookup(values, self.constants, t, dtype) for t in node.inputs)
-            call = Call(node=node, inputs=inputs, outputs=(), varying=(), xp=np)
+            flags = tuple(bool(t) and t in self.varying for t in node.inputs)
+            call = Call(node=node, inputs=inputs, outputs=(), varying=flags, xp=np)
             outs = resolve(node).forward(call)
             for name, value in zip(node.outputs, outs):
                 if name and value is not None:

@@ -1,0 +1,211 @@
+"""Kernel conformance: every registered kernel has a case; its forward equals onnxruntime on a single-node model
+(float32) and its VJP is the adjoint of its forward (finite differences in float64)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import helper, numpy_helper
+
+import onnxlrp
+from onnxlrp.graph import Graph
+from onnxlrp.registry import Call, registered, resolve
+
+
+@dataclass
+class Case:
+    """A single-node model: ``data`` inputs vary (graph inputs), ``consts`` are initializers."""
+
+    id: str
+    op: str
+    data: list                      # (name, shape)
+    consts: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+    inputs: list | None = None      # node input order (default: data names then const names)
+    outputs: tuple = ("y",)
+    opset: int = 17
+    positive: bool = False          # draw data away from kinks (|x| > 0.05)
+
+
+r = np.random.default_rng(0)
+W = lambda *s: r.normal(size=s).astype(np.float32)  # noqa: E731
+I64 = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
+
+CASES = [
+    Case("conv2d", "Conv", [("x", (2, 3, 7, 6))], {"w": W(4, 3, 3, 3), "b": W(4)}, {"pads": [1, 1, 1, 1]}),
+    Case("conv2d_stride_dil", "Conv", [("x", (2, 2, 9, 8))], {"w": W(3, 2, 3, 2)},
+         {"strides": [2, 1], "dilations": [2, 1], "pads": [1, 0, 2, 1]}),
+    Case("conv2d_depthwise", "Conv", [("x", (2, 4, 6, 6))], {"w": W(4, 1, 3, 3), "b": W(4)},
+         {"group": 4, "pads": [1, 1, 1, 1]}),
+    Case("conv2d_groups", "Conv", [("x", (1, 4, 5, 5))], {"w": W(6, 2, 3, 3)}, {"group": 2}),
+    Case("conv2d_same_upper", "Conv", [("x", (1, 2, 7, 7))], {"w": W(2, 2, 4, 4)},
+         {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    Case("conv2d_same_lower", "Conv", [("x", (1, 2, 6, 6))], {"w": W(2, 2, 4, 4)}, {"auto_pad": "SAME_LOWER"}),
+    Case("conv1d", "Conv", [("x", (2, 3, 11))], {"w": W(5, 3, 3), "b": W(5)}, {"pads": [2, 1], "strides": [2]}),
+    Case("gemm_transB", "Gemm", [("x", (3, 5))], {"w": W(4, 5), "b": W(4)}, {"transB": 1}),
+    Case("gemm_alpha_beta", "Gemm", [("x", (3, 5))], {"w": W(5, 4), "b": W(1, 4)}, {"alpha": 0.5, "beta": 2.0}),
+    Case("gemm_transA", "Gemm", [("x", (5, 3))], {"w": W(5, 4)}, {"transA": 1}),
+    Case("matmul_right", "MatMul", [("x", (2, 3, 5))], {"w": W(5, 4)}),
+    Case("matmul_left", "MatMul", [("x", (2, 5, 3))], {"w": W(4, 5)}, inputs=["w", "x"]),
+    Case("add_residual", "Add", [("a", (2, 3, 4)), ("b", (2, 3, 4))]),
+    Case("add_broadcast", "Add", [("a", (2, 3, 4)), ("b", (1, 3, 1))]),
+    Case("add_bias", "Add", [("x", (2, 3, 4))], {"c": W(4)}),
+    Case("sub_residual", "Sub", [("a", (2, 3)), ("b", (2, 3))]),
+    Case("sub_const_left", "Sub", [("x", (2, 3))], {"c": W(3)}, inputs=["c", "x"]),
+    Case("sum3", "Sum", [("a", (2, 3)), ("b", (2, 3)), ("c", (2, 3))]),
+    Case("mul_const", "Mul", [("x", (2, 3, 4))], {"c": W(3, 1)}),
+    Case("div_const", "Div", [("x", (2, 3))], {"c": np.abs(W(3)) + 0.5}),
+    Case("relu", "Relu", [("x", (2, 3, 4))], positive=True),
+    Case("leakyrelu", "LeakyRelu", [("x", (2, 5))], attrs={"alpha": 0.1}, positive=True),
+    Case("prelu", "PRelu", [("x", (2, 3, 4))], {"slope": W(3, 1)}, positive=True),
+    Case("clip_relu6", "Clip", [("x", (2, 12))], {"lo": np.float32(0), "hi": np.float32(6)}, positive=True),
+    Case("clip_attr_opset6", "Clip", [("x", (2, 12))], attrs={"min": -1.0, "max": 1.0}, opset=6, positive=True),
+    Case("sigmoid", "Sigmoid", [("x", (2, 5))]),
+    Case("tanh", "Tanh", [("x", (2, 5))]),
+    Case("hardsigmoid", "HardSigmoid", [("x", (2, 8))], attrs={"alpha": 0.25, "beta": 0.4}, positive=True),
+    Case("hardswish", "HardSwish", [("x", (3, 8))], positive=True),
+    Case("elu", "Elu", [("x", (2, 6))], attrs={"alpha": 0.7}, positive=True),
+    Case("softplus", "Softplus", [("x", (2, 6))]),
+    Case("softmax", "Softmax", [("x", (2, 3, 5))], attrs={"axis": 1}),
+    Case("softmax_opset11", "Softmax", [("x", (2, 3, 5))], attrs={"axis": 1}, opset=11),
+    Case("logsoftmax", "LogSoftmax", [("x", (2, 5))]),
+    Case("maxpool", "MaxPool", [("x", (2, 3, 6, 6))], attrs={"kernel_shape": [2, 2], "strides": [2, 2]}),
+    Case("maxpool_overlap", "MaxPool", [("x", (2, 2, 7, 7))],
+         attrs={"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    Case("maxpool_ceil_dil", "MaxPool", [("x", (1, 2, 8, 7))],
+         attrs={"kernel_shape": [2, 2], "strides": [2, 2], "dilations": [1, 2], "ceil_mode": 1}),
+    Case("maxpool1d", "MaxPool", [("x", (2, 3, 9))], attrs={"kernel_shape": [3], "strides": [2]}),
+    Case("globalmaxpool", "GlobalMaxPool", [("x", (2, 3, 4, 5))]),
+    Case("avgpool", "AveragePool", [("x", (2, 3, 6, 6))], attrs={"kernel_shape": [2, 2], "strides": [2, 2]}),
+    Case("avgpool_pads_excl", "AveragePool", [("x", (1, 2, 5, 5))],
+         attrs={"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    Case("avgpool_pads_incl_ceil", "AveragePool", [("x", (1, 2, 6, 5))],
+         attrs={"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 1,
+                "ceil_mode": 1}),
+    Case("globalavgpool", "GlobalAveragePool", [("x", (2, 3, 4, 5))]),
+    Case("reducemean_attr", "ReduceMean", [("x", (2, 3, 4, 5))], attrs={"axes": [2, 3], "keepdims": 1}, opset=13),
+    Case("reducemean_input", "ReduceMean", [("x", (2, 3, 4, 5))], {"axes": I64(-1, -2)}, {"keepdims": 0}, opset=18),
+    Case("reducesum", "ReduceSum", [("x", (2, 3, 4))], {"axes": I64(1)}, {"keepdims": 1}),
+    Case("batchnorm", "BatchNormalization", [("x", (2, 3, 4, 4))],
+         {"s": W(3), "bb": W(3), "m": W(3), "v": np.abs(W(3)) + 0.5}, {"epsilon": 1e-3}),
+    Case("flatten", "Flatten", [("x", (2, 3, 4, 5))], attrs={"axis": 2}),
+    Case("reshape", "Reshape", [("x", (2, 3, 4))], {"shape": I64(0, -1, 2)}),
+    Case("transpose", "Transpose", [("x", (2, 3, 4))], attrs={"perm": [2, 0, 1]}),
+    Case("squeeze", "Squeeze", [("x", (2, 1, 4, 1))], {"axes": I64(1, -1)}),
+    Case("unsqueeze", "Unsqueeze", [("x", (2, 4))], {"axes": I64(0, -1)}),
+    Case("concat", "Concat", [("a", (2, 3, 4)), ("b", (2, 2, 4))], attrs={"axis": 1}),
+    Case("concat_const", "Concat", [("a", (2, 3))], {"c": W(2, 2)}, {"axis": -1}),
+    Case("split_sizes", "Split", [("x", (2, 7))], {"split": I64(3, 4)}, {"axis": 1}, outputs=("y", "z")),
+    Case("split_num_outputs", "Split", [("x", (6, 2))], attrs={"num_outputs": 3}, outputs=("y", "z", "u"),
+         opset=18),
+    Case("slice_steps", "Slice", [("x", (4, 7, 3))],
+         {"st": I64(1, 6), "en": I64(4, 0), "ax": I64(0, 1), "sp": I64(1, -2)}),
+    Case("pad_constant", "Pad", [("x", (2, 3, 4))], {"pads": I64(0, 1, -1, 0, 2, 1)}),
+    Case("identity", "Identity", [("x", (2, 3))]),
+    Case("dropout", "Dropout", [("x", (2, 3))]),
+    Case("cast", "Cast", [("x", (2, 3))], attrs={"to": onnx.TensorProto.FLOAT}),
+]
+
+
+def build(case: Case) -> onnx.ModelProto:
+    names = case.inputs or [n for n, _ in case.data] + list(case.consts)
+    node = helper.make_node(case.op, names, list(case.outputs), **case.attrs)
+    graph = helper.make_graph(
+        [node], case.id,
+        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, s) for n, s in case.data],
+        [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in case.outputs],
+        [numpy_helper.from_array(np.asarray(v), name=k) for k, v in case.consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", case.opset)])
+    model.ir_version = 8
+    return onnx.shape_inference.infer_shapes(model)  # fills the outputs' shapes the checker requires
+
+
+def draw(case: Case, seed=1):
+    g = np.random.default_rng(seed)
+    out = {}
+    for name, shape in case.data:
+        x = g.normal(size=shape)
+        if case.positive:
+            x = np.where(np.abs(x) < 0.05, 0.05 + np.abs(x), x)
+            x = np.where(np.abs(x - 6) < 0.05, x + 0.1, x)
+            x = np.where(np.abs(np.abs(x) - 3) < 0.05, x + 0.1, x)
+        out[name] = x.astype(np.float32)
+    return out
+
+
+def make_call(case, dtype):
+    model = build(case)
+    graph = Graph(model)
+    node = graph.nodes[0]
+    feeds = draw(case)
+    values = {**{k: np.asarray(v) for k, v in case.consts.items()}, **feeds}
+    inputs = tuple((values[t].astype(dtype) if values[t].dtype.kind == "f" else values[t]) if t else None
+                   for t in node.inputs)
+    call = Call(node=node, inputs=inputs, outputs=(), varying=tuple(t in feeds for t in node.inputs), xp=np)
+    return model, node, feeds, call
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_forward_matches_onnxruntime(case):
+    model, node, feeds, call = make_call(case, np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, feeds)
+    got = resolve(node).forward(call)
+    for out, ref in zip(got, expected):
+        assert out.shape == ref.shape
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_vjp_is_adjoint_of_forward(case):
+    """<g, f(x + h v) − f(x − h v)> / 2h == <vjp(g), v> for every varying input, in float64."""
+    _, node, feeds, call = make_call(case, np.float64)
+    kernel = resolve(node)
+    g = np.random.default_rng(2)
+    outs = kernel.forward(call)
+    grads = tuple(g.normal(size=o.shape) if o is not None else None for o in outs)
+    vjp = kernel.vjp(call, grads)
+    h = 1e-6
+    for port, varying in enumerate(call.varying):
+        if not varying:
+            continue
+        v = g.normal(size=call.inputs[port].shape)
+        plus = list(call.inputs)
+        minus = list(call.inputs)
+        plus[port] = call.inputs[port] + h * v
+        minus[port] = call.inputs[port] - h * v
+        f_plus = kernel.forward(Call(node, tuple(plus), (), call.varying, np))
+        f_minus = kernel.forward(Call(node, tuple(minus), (), call.varying, np))
+        lhs = sum(float(np.sum(gr * (a - b))) / (2 * h) for gr, a, b in zip(grads, f_plus, f_minus) if gr is not None)
+        rhs = float(np.sum(vjp[port] * v))
+        assert vjp[port].shape == call.inputs[port].shape
+        assert lhs == pytest.approx(rhs, rel=1e-6, abs=1e-6)
+
+
+def test_dense_kernel_matches_matmul_add():
+    """onnxlrp::Dense (fused MatMul + Add) equals onnxruntime on the unfused pair."""
+    from tests.onnx_builders import make_model
+    w, b = W(5, 3), W(3)
+    model = make_model([helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])],
+                       [("x", ["N", 4, 5])], [("y", ["N", 4, 3])], {"w": w, "b": b})
+    ex = onnxlrp.Explainer(model, dtype="float64")
+    assert [op for _, op in ex.path_nodes()] == ["Dense"]
+    x = np.random.default_rng(3).normal(size=(2, 4, 5)).astype(np.float32)
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    res = ex.explain(x, method="gradient", target=0)
+    np.testing.assert_allclose(res.output, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_every_registered_kernel_has_a_case():
+    covered = {c.op for c in CASES} | {"onnxlrp::Dense"}
+    assert sorted(set(registered()) - covered) == []
+
+
+def test_every_kernel_module_is_imported():
+    folder = os.path.dirname(onnxlrp.kernels.__file__)
+    modules = {f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_")}
+    assert modules == set(onnxlrp.kernels.MODULES)
