@@ -35,7 +35,6 @@ class Explanation:
     params: dict
     input_name: str
     output_name: str
-    rules: dict = field(default_factory=dict)
     intermediate: dict = field(default_factory=dict)
 
 
@@ -143,10 +142,9 @@ class Explainer:
         relevance = to_numpy(relevance)
         if not np.isfinite(relevance).all():
             raise NonFiniteError(f"the relevance for {self.input_name!r} contains NaN or inf")
-        assigned = {}
         return Explanation(relevance=relevance, output=to_numpy(output), target=np.asarray(targets),
                            method=method, params=full, input_name=self.input_name, output_name=self.output_name,
-                           rules=assigned, intermediate={k: to_numpy(v) for k, v in kept.items()})
+                           intermediate={k: to_numpy(v) for k, v in kept.items()})
 
     # ------------------------------------------------------------------------------------------ internals
     def _logits(self, name: str) -> str:
