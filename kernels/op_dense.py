@@ -26,8 +26,10 @@ class GemmKernel(LinearKernel):
     def linear_op(self, call):
         a = call.attrs
         b, c = call.inputs[1], (call.inputs[2] if len(call.inputs) > 2 else None)
-        weight = float(a.get("alpha", 1.0)) * (b.T if a.get("transB", 0) else b)
-        bias = None if c is None else float(a.get("beta", 1.0)) * c
+        alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+        weight = b.T if a.get("transB", 0) else b  # a view: VGG's classifier weights are never copied
+        weight = weight if alpha == 1.0 else alpha * weight
+        bias = c if c is None or beta == 1.0 else beta * c
         trans_a = bool(a.get("transA", 0))
 
         def forward(xs, p):
