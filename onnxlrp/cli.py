@@ -23,12 +23,13 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from . import fileio, imaging
-from .errors import InputDtypeError, InputShapeError, MethodError, OnnxLrpError, TargetError, UnsupportedOpError
+from .errors import (InputDtypeError, InputShapeError, MethodError, NameSelectionError, OnnxLrpError, TargetError,
+                     UnsupportedOpError)
 from .imaging import ImageDecodeError, Preprocessing, format_shape
 from .progress import Progress
 
@@ -353,7 +354,11 @@ def _open_explainer(args: argparse.Namespace):
         kwargs["device"] = args.device
     if getattr(args, "dtype", None):
         kwargs["dtype"] = args.dtype
-    return _engine().Explainer(args.model, **kwargs)
+    try:
+        return _engine().Explainer(args.model, **kwargs)
+    except NameSelectionError as exc:  # the engine speaks API (input_name=); say the CLI option instead
+        text = str(exc).replace("input_name=", "--input-name").replace("output_name=", "--output-name")
+        raise NameSelectionError(text) from exc
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -524,8 +529,20 @@ def _kind(path: Path) -> str | None:
 
 def _open_array(path: Path) -> np.ndarray:
     try:
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+    except OSError as exc:
+        raise InputFileError(f"cannot read array {str(path)!r}: {exc.strerror or exc}") from exc
+    if magic != b"\x93NUMPY":
+        raise InputFileError(f"cannot read array {str(path)!r}: not a .npy file (no NumPy header)")
+    try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc) or "Python objects" in str(exc):
+            raise InputFileError(f"cannot read array {str(path)!r}: it holds Python objects, not numbers "
+                                 f"(onnxlrp never unpickles)") from exc
+        raise InputFileError(f"cannot read array {str(path)!r}: {_first_line(exc)}") from exc
+    except (OSError, EOFError) as exc:
         raise InputFileError(f"cannot read array {str(path)!r}: {_first_line(exc)}") from exc
 
 
@@ -606,8 +623,10 @@ def read_labels(path: str | None, classes: int | None) -> list[str] | None:
         return None
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabelsError(f"cannot read labels file {path!r}: {_first_line(exc)}") from exc
+    except OSError as exc:
+        raise LabelsError(f"cannot read labels file {path!r}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise LabelsError(f"cannot read labels file {path!r}: not UTF-8 text") from exc
     labels = [line.strip() for line in text.rstrip("\n").split("\n")] if text.strip() else []
     if classes is not None and len(labels) != classes:
         raise LabelsError(f"labels file {path!r} has {len(labels)} lines but the model output has {classes} classes")
@@ -719,9 +738,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     layout = prep.layout if prep is not None else (args.layout or imaging.image_layout_from_shape(input_shape))
     items = plan_items(files, input_shape, input_dtype, ex.input_name)
 
+    # a model exported with a fixed batch size B gets batches of exactly B (the last one padded, extras dropped)
+    static_batch = input_shape[0] if input_shape and isinstance(input_shape[0], int) else None
+    batch_size = static_batch or args.batch_size
+    lrp_methods = {n for n, info in _engine().methods().items() if info.get("kind") == "lrp"}
     summary_inputs: list[dict] = []
     rows: list[str] = []
-    done = 0
     method_params: dict[str, dict] = {name: dict(params) for name, params in methods}
     with ExitStack() as stack:
         report = None
@@ -733,14 +755,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
                     ("target", "predicted class" if target is None else f"class {target}"),
                     ("preprocessing", _prep_text(prep)),
                     ("inputs", f"{len(items)}")]
-            report = HtmlReport(handle, title=f"onnxlrp: {Path(args.model).name}", meta=meta, methods=methods,
+            registry = _engine().methods()
+            shown = [(n, {**registry[n]["params"], **p}) for n, p in methods]
+            report = HtmlReport(handle, title=f"onnxlrp: {Path(args.model).name}", meta=meta, methods=shown,
                                 cmap=args.cmap)
         progress = stack.enter_context(Progress(len(items), "inputs", enabled=False if args.quiet else None))
-        for chunk in batches(items, args.batch_size):
+        for chunk in batches(items, batch_size):
             loaded = [_load(item, prep, layout, input_dtype) for item in chunk]
             # images of a dynamic-size model may differ in size: run each same-shape run as its own batch
             for group in _same_shape_runs(list(zip(chunk, loaded))):
                 x = np.stack([sample for _, (sample, _) in group])
+                if static_batch is not None and len(x) < static_batch:
+                    x = np.concatenate([x, np.repeat(x[-1:], static_batch - len(x), axis=0)])
                 results = {}
                 for name, params in methods:
                     res = ex.explain(x, method=name, target=target, **params)
@@ -749,13 +775,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
                         method_params[name] = dict(res.params)
                 for i, (item, (sample, picture)) in enumerate(group):
                     entry, card_row = _write_outputs(out_dir, item, i, picture, results, labels, args, layout,
-                                                     report)
+                                                     report, lrp_methods)
                     summary_inputs.append(entry)
                     if len(rows) < 20:
                         rows.append(card_row)
                 del x, results
                 progress.update(len(group))
-                done += len(group)
             del loaded
         if report is not None:
             report.close(footer=f"Made by onnxlrp {_version()}.")
@@ -801,7 +826,8 @@ def _prep_text(prep: Preprocessing | None) -> str:
 
 
 def _write_outputs(out_dir: Path, item: Item, i: int, picture: np.ndarray | None, results: dict,
-                   labels: list[str] | None, args: argparse.Namespace, layout: str | None, report) -> tuple[dict, str]:
+                   labels: list[str] | None, args: argparse.Namespace, layout: str | None, report,
+                   lrp_methods: set[str]) -> tuple[dict, str]:
     """Write one input's files for every method; return its summary entry and a line for the console."""
     first = next(iter(results.values()))
     logits = np.asarray(first.output[i], dtype=np.float64).reshape(-1)
@@ -839,9 +865,9 @@ def _write_outputs(out_dir: Path, item: Item, i: int, picture: np.ndarray | None
             over = imaging.zoom(imaging.overlay_rgb(picture, rmap, args.cmap), factor)
             overlay_png = imaging.png_bytes(over)
             fileio.write_bytes(out_dir / files["overlay"], overlay_png)
-        tiles.append(heat if pic_zoomed is None or heat.shape == pic_zoomed.shape else
-                     imaging.zoom(imaging.heatmap_rgb(imaging.resize_map(rmap, picture.shape[:2]), args.cmap),
-                                  factor))
+        if pic_zoomed is not None and heat.shape != pic_zoomed.shape:  # keep grid tiles the same size
+            heat = imaging.zoom(imaging.heatmap_rgb(imaging.resize_map(rmap, picture.shape[:2]), args.cmap), factor)
+        tiles.append(heat)
         titles.append(name)
         explanations.append({
             "method": name, "target": tgt, "target_label": _label(labels, tgt), "logit": logit,
@@ -865,11 +891,12 @@ def _write_outputs(out_dir: Path, item: Item, i: int, picture: np.ndarray | None
             picture_png=imaging.png_bytes(pic_zoomed) if pic_zoomed is not None else None,
             predicted=pred, predicted_label=_label(labels, pred),
             top=[(t["class"], t["label"], t["logit"], t["probability"]) for t in top], methods=views))
-    ratio = "  ".join(f"{e['method']}: ΣR/logit {e['relevance_sum_over_logit']:.3f}"
-                      if e["relevance_sum_over_logit"] is not None else e["method"] for e in explanations)
+    # LRP starts from the logit, so sum(R)/logit shows how much relevance reached the input (gradients: n/a)
+    ratio = "  ".join(f"{e['method']} ΣR/logit {e['relevance_sum_over_logit']:.3f}" for e in explanations
+                      if e["method"] in lrp_methods and e["relevance_sum_over_logit"] is not None)
     shown = _label(labels, pred)
     row = (f"{item.name}: predicted {pred}{' (' + shown + ')' if shown and shown != str(pred) else ''} "
-           f"p={probs[pred]:.3f}; {ratio}")
+           f"p={probs[pred]:.3f}{'; ' + ratio if ratio else ''}")
     return entry, row
 
 

@@ -268,8 +268,14 @@ class Explainer:
     def _propagate(self, values, rules, seed, keep=()):
         from .walker import propagate
 
-        def value(name):
-            return values[name] if name in values else self._constant(name)
+        missing = object()
+
+        def value(name, default=missing):
+            if name in values:
+                return values[name]
+            if default is not missing and name not in self.cgraph.constants:
+                return default
+            return self._constant(name)
 
         acc, kept = propagate(self.path.nodes, self.kernels, rules, value, self.path.varying,
                               {self.output_name: seed}, self.xp, keep)

@@ -27,7 +27,7 @@ code { background: #eee; padding: 0 3px; border-radius: 3px; }
 .scale { display: inline-block; width: 180px; height: 12px; border: 1px solid #999; vertical-align: middle; }
 .card { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px 12px; margin: 0 0 14px 0;
         display: flex; gap: 14px; align-items: flex-start; flex-wrap: wrap; }
-.info { width: 220px; font-size: 13px; }
+.info { width: 170px; font-size: 13px; }
 .info .name { font-weight: 600; word-break: break-all; }
 .info .pred { font-size: 16px; margin: 4px 0; }
 .info table { border-collapse: collapse; font-size: 12px; }
@@ -106,7 +106,7 @@ class HtmlReport:
     """
 
     def __init__(self, stream: IO[str], *, title: str, meta: Sequence[tuple[str, str]],
-                 methods: Sequence[tuple[str, dict]], cmap: str, display_px: int = 128) -> None:
+                 methods: Sequence[tuple[str, dict]], cmap: str, display_px: int = 116) -> None:
         self._out = stream
         self._methods = [m for m, _ in methods]
         self._display = display_px

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .errors import RuleNotApplicableError
-from .registry import Call, Kernel, LinearOp, scatter_ports
+from .registry import Call, Kernel, LinearOp, scatter_ports, unbroadcast
 
 # -------------------------------------------------------------------------------------------- helpers
 
@@ -124,7 +124,6 @@ class Pass(Rule):
     """Identity: ``R_in = R_out`` for an elementwise op (zennit ``Pass``); relevance summed over broadcast axes."""
 
     def propagate(self, kernel, call, relevance):
-        from .registry import unbroadcast
         ports = kernel.data_inputs(call.node, {t for t, v in zip(call.node.inputs, call.varying) if v})
         r = relevance[0]
         return scatter_ports(len(call.inputs), ports,
@@ -194,8 +193,7 @@ class StdxEpsilon(LinearRule):
         xp = call.xp
         x = op.inputs[0]
         axes = tuple(range(1, x.ndim))
-        eps = self.stdfactor * x.std(axis=axes, keepdims=True) if axes else self.stdfactor * xp.abs(x) * 0
-        eps = eps.reshape((x.shape[0],) + (1,) * (r.ndim - 1))
+        eps = (self.stdfactor * x.std(axis=axes, keepdims=True)).reshape((x.shape[0],) + (1,) * (r.ndim - 1))
         params = _params(op, lambda n, p: p, self.zero_params)
         z = op.forward(op.inputs, params)
         return _pullback(op, r / stabilize(xp, z, eps), params, op.inputs, xp)

@@ -17,11 +17,12 @@ GRADIENT = Gradient()
 
 
 def propagate(nodes: list[Node], kernels: Mapping[str, Kernel], rules: Mapping[str, Rule],
-              value: Callable[[str], object], varying: set[str], seeds: Mapping[str, object], xp,
+              value: Callable[..., object], varying: set[str], seeds: Mapping[str, object], xp,
               keep: Iterable[str] | str = ()) -> tuple[dict, dict]:
     """Propagate ``seeds`` (tensor -> relevance) back through ``nodes``.
 
-    Returns ``(remaining, kept)``: the accumulators left at the end (the explained input's relevance among them)
+    ``value(name)`` returns a tensor's forward value; ``value(name, None)`` returns ``None`` for a tensor the forward
+    pass did not keep (an output nothing on the path reads). Returns ``(remaining, kept)``: the accumulators left at the end (the explained input's relevance among them)
     and the relevance of the tensors named in ``keep`` (``"all"`` keeps every tensor on the path).
     """
     acc: dict[str, object] = dict(seeds)
@@ -37,7 +38,7 @@ def propagate(nodes: list[Node], kernels: Mapping[str, Kernel], rules: Mapping[s
             continue
         flags = tuple(bool(t) and t in varying for t in node.inputs)
         call = Call(node=node, inputs=tuple(value(t) if t else None for t in node.inputs),
-                    outputs=tuple(value(t) if t and t in varying else None for t in node.outputs),
+                    outputs=tuple(value(t, None) if t and t in varying else None for t in node.outputs),
                     varying=flags, xp=xp)
         if any(r is None for r in r_out):
             r_out = tuple(xp.zeros_like(call.outputs[k]) if r is None and call.outputs[k] is not None else r

@@ -101,3 +101,16 @@ def test_model_info_and_histogram():
     info = ex.model_info()
     assert info["op_histogram"]["Conv"] == 2 and info["inputs"][0][0] == "x"
     assert ex.input_shape == (None, 2, 8, 8) and ex.output_shape == (None, 5)
+
+
+def test_split_with_an_output_off_the_path():
+    """Only one Split output leads to the explained output; the other is varying but never fetched."""
+    nodes = [helper.make_node("Split", ["x", "sizes"], ["a", "b"], axis=1),
+             helper.make_node("Relu", ["a"], ["unused"]),
+             helper.make_node("Gemm", ["b", "w"], ["y"], transB=1)]
+    model = make_model(nodes, [("x", ["N", 4])], [("y", ["N", 2]), ("unused", ["N", 2])],
+                       {"sizes": np.array([2, 2], np.int64), "w": np.ones((2, 2), np.float32)})
+    x = np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)
+    for dtype in ("float32", "float64"):
+        res = onnxlrp.Explainer(model, output_name="y", dtype=dtype).explain(x, method="lrp0", target=0)
+        np.testing.assert_allclose(res.relevance, [[0.0, 0.0, 3.0, 4.0]])
