@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean browser
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +15,22 @@ $(VENV)/.test: pyproject.toml $(VENV)/.runtime
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# The shipped digits CNN on its ten sample images, three methods; needs only the runtime dependencies.
 demo: $(VENV)/.runtime
 	$(PY) -m onnxlrp explain models/digits/digits_cnn.onnx models/digits/samples \
-	    --labels models/digits/labels.txt --method epsilon_plus_flat,gradient,lrp0 --report --out demo-out
-	@echo "Open demo-out/report.html"
+	    --labels models/digits/labels.txt --method epsilon_plus,epsilon_gamma_box,input_x_gradient \
+	    --report --out demo-out
 
-test: $(VENV)/.test
+test: $(VENV)/.test browser
 	$(PY) -m pytest -q
+
+# Headless Chromium for the report rendering test (tests/test_report.py skips without it). Installed with apt
+# when running as root; any failure here only means that one test is skipped.
+browser:
+	-@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || \
+	    { echo "installing chromium (apt) for the report test"; \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	      || echo "could not install chromium; the report rendering test will be skipped"; }
 
 bench: $(VENV)/.test
 	$(PY) tools/bench.py

@@ -13,6 +13,7 @@ of an unknown kind; 16 labels file unusable; 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -156,17 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser(
         "explain", help="explain inputs (images or .npy arrays) and write heatmaps, arrays, summary.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Explain a model's prediction for each input and write, per input and method: the raw relevance "
-                    "(.npy, the input's shape), a heatmap PNG and an overlay PNG; a side-by-side grid PNG when "
-                    "several methods are given; one summary.json; and with --report a self-contained report.html.",
-        epilog="Image preprocessing, in this order: decode; convert to greyscale or RGB (channels from the model "
-               "input, or --grayscale);\nresize to --size H W (bilinear; default the model's static H and W); "
-               "x = pixel * scale; x = (x - mean) / std; arrange as --layout.\nDefaults: --scale 1/255, --mean 0, "
-               "--std 1, layout read from the model's input shape. .npy inputs are used as they are:\n"
-               "one sample shaped like the model input without its batch axis, or a batch with it.\n\n"
+        description="Explain a model's prediction for each input and write, per input and method: the raw\n"
+                    "relevance (.npy, the input's shape), a heatmap PNG and an overlay PNG; a side-by-side grid PNG\n"
+                    "when several methods are given; one summary.json; with --report a self-contained report.html.",
+        epilog="Image preprocessing, in this order:\n"
+               "  1. decode; convert to greyscale or RGB (channels from the model input, or --grayscale)\n"
+               "  2. resize to --size H W (bilinear; default: the model's static H and W)\n"
+               "  3. x = pixel * scale; x = (x - mean) / std\n"
+               "  4. arrange as --layout\n"
+               "Defaults: --scale 1/255, --mean 0, --std 1, layout read from the model's input shape.\n"
+               ".npy inputs are used as they are: one sample shaped like the model input without its batch\n"
+               "axis, or a batch with it.\n\n"
                "Example (ImageNet-style model):\n"
-               "  onnxlrp explain resnet50.onnx photos/ --method epsilon_plus_flat,gradient --mean "
-               "0.485,0.456,0.406 --std 0.229,0.224,0.225 --report")
+               "  onnxlrp explain resnet50.onnx photos/ --method epsilon_plus_flat,gradient \\\n"
+               "      --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --report")
     ex.add_argument("model", metavar="MODEL", help="path of the .onnx file")
     ex.add_argument("inputs", metavar="INPUT", nargs="+",
                     help="image files (PNG, JPEG, ...), .npy arrays, or folders of them (not recursive)")
@@ -387,6 +391,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(_jsonable(doc), indent=2))
         return 0
     _print_header(args.model, info, ex.input_name, explained_output)
+    if args.output_name and args.output_name != explained_output:
+        print(f"{'':<9} (--output-name {args.output_name!r} ends in a Softmax; its input, the logits, is explained)")
     _print_ops(ops)
     print(f"\nrelevance path: {len(path)} nodes from {ex.input_name!r} to {explained_output!r}; rules under "
           f"{method}{' (' + ', '.join(f'{k}={v!r}' for k, v in params.items()) + ')' if params else ''}")
@@ -428,8 +434,8 @@ def _inspect_unexplainable(args: argparse.Namespace, exc: UnsupportedOpError) ->
         return
     _print_header(args.model, info, args.input_name, args.output_name)
     _print_ops(ops, note="kernel: whether onnxlrp has one for the op type")
-    print("\n" + str(exc))
-    print(f"supported op types: {', '.join(sorted(registered))}")
+    print(f"\nsupported op types: {', '.join(sorted(op for op in registered if not op.startswith('onnxlrp::')))}")
+    print("(the nodes without a kernel are listed on stderr)")
 
 
 def _value_shape(v) -> tuple:
@@ -715,10 +721,22 @@ def _label(labels: list[str] | None, k: int) -> str | None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    t0 = time.monotonic()
     methods = resolve_methods(args.method, args.sets)
     files = expand_inputs(args.inputs)
-    out_dir = fileio.prepare_output_dir(args.out)
+    created = not os.path.lexists(args.out)
+    out_dir = fileio.prepare_output_dir(args.out)  # before the model loads: fail fast on an unusable folder
+    try:
+        return _explain(args, methods, files, out_dir)
+    except BaseException:
+        if created:  # do not leave an empty folder behind a failed run
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+
+
+def _explain(args: argparse.Namespace, methods: list[tuple[str, dict]], files: list[tuple[Path, str]],
+             out_dir: Path) -> int:
+    t0 = time.monotonic()
     ex = _open_explainer(args)
     input_shape = tuple(ex.input_shape)
     output_shape = tuple(ex.output_shape)

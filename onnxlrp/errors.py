@@ -25,6 +25,12 @@ class ModelCheckError(OnnxLrpError):
     exit_code = 4
 
 
+class ExternalDataError(ModelCheckError):
+    """An initializer's external data lies outside the model's folder (refused: it could read any file)."""
+
+    exit_code = 14
+
+
 class UnsupportedOpError(OnnxLrpError, NotImplementedError):
     """An op on the relevance path has no kernel, or a kernel cannot handle this use of the op."""
 

@@ -71,7 +71,7 @@ class Explainer:
         self.cgraph = self.graph.with_nodes(nodes, extra)
         self.path = relevance_path(self.cgraph, self.input_name, self.output_name, registry.data_inputs)
         if self.path.unsupported:
-            raise UnsupportedOpError(unsupported_message(self.label, self.path.unsupported, registry.registered()))
+            raise UnsupportedOpError(unsupported_message(self.label, self.path.unsupported))
         self.kernels = {n.name: registry.resolve(n) for n in self.path.nodes}
         self.categories = {n.name: self.kernels[n.name].node_category(n, self.path.varying) for n in self.path.nodes}
         self._constants: dict[str, Any] = {}
@@ -122,7 +122,6 @@ class Explainer:
             "op_histogram": self.graph.op_histogram(),
             "explained": {"input": self.input_name, "output": self.output_name},
             "canonizers": list(self.canonizer_log),
-            "unsupported": [],
         }
 
     # ------------------------------------------------------------------------------------------ explain

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from .errors import ModelCheckError, ModelLoadError, UnsupportedGraphError, join_lines
+from .errors import ExternalDataError, ModelCheckError, ModelLoadError, UnsupportedGraphError, join_lines
 
 INPUT_PREFIX = "input:"
 
@@ -92,7 +92,7 @@ def _load_external_data(proto: onnx.ModelProto, path: str) -> None:
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         target = os.path.realpath(os.path.join(base, location))
         if os.path.isabs(location) or os.path.commonpath([target, os.path.realpath(base)]) != os.path.realpath(base):
-            raise ModelCheckError(
+            raise ExternalDataError(
                 f"initializer {tensor.name!r} points to external data {location!r} outside the model's folder {base!r}; "
                 "refusing to read it")
         if not os.path.exists(target):
@@ -120,8 +120,9 @@ def _float32_literal(value: float) -> float:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """The exception's message on one line (ONNX checker messages span several)."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    return text or type(exc).__name__
 
 
 def parse_attributes(node: onnx.NodeProto, schema: onnx.defs.OpSchema | None) -> dict[str, Any]:
@@ -356,19 +357,23 @@ def relevance_path(graph: Graph, input_name: str, output_name: str, data_inputs)
     return RelevancePath(nodes=nodes, varying=varying, unsupported=unsupported)
 
 
-def unsupported_message(model_label: str, unsupported: list[tuple[Node, str]], registered: Mapping[str, list[int]]):
-    """The preflight error: every unsupported op type on the path in one message."""
+def unsupported_message(model_label: str, unsupported: list[tuple[Node, str]]) -> str:
+    """The preflight error: every unsupported op type on the path in one message, nodes named in the first line."""
     groups: dict[tuple[str, str, int, str], list[Node]] = {}
     for node, reason in unsupported:
         groups.setdefault((node.op_type, node.domain, node.since, reason), []).append(node)
-    kinds = len({(k[0], k[1]) for k in groups})
+    by_op: dict[str, list[Node]] = {}
+    for (op, *_), nodes in groups.items():
+        by_op.setdefault(op, []).extend(nodes)
+    summary = ", ".join(f"{op} ({len(nodes)} node{'s' if len(nodes) != 1 else ''}, e.g. {nodes[0].name!r})"
+                        for op, nodes in sorted(by_op.items()))
+    kinds = len(by_op)
     lines = [f"onnxlrp cannot explain {model_label}: {kinds} op type{'s' if kinds != 1 else ''} on the relevance path "
-             f"{'have' if kinds != 1 else 'has'} no usable kernel "
-             f"({', '.join(sorted({k[0] for k in groups}))})."]
-    for (op, domain, since, reason), nodes in groups.items():
+             f"{'have' if kinds != 1 else 'has'} no usable kernel: {summary}."]
+    for (op, domain, since, reason), nodes in sorted(groups.items(), key=lambda kv: kv[0][0]):
         count = f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}"
         lines.append(f"  {op}  (domain {domain or 'ai.onnx'!r}, opset version {since})  {count}, "
                      f"e.g. {nodes[0].name!r}: {reason}")
-    lines.append("Fix: export with ops that have kernels (`onnxlrp methods`/`onnxlrp inspect` list them), or register "
-                 "a kernel for the op (kernels/README.md).")
+    lines.append("Fix: export with ops that have kernels (`onnxlrp inspect MODEL` shows which are missing), or "
+                 "register a kernel for the op (kernels/README.md).")
     return join_lines(*lines)
