@@ -93,3 +93,23 @@ class DenseKernel(LinearKernel):
 
         return LinearOp(ports=(0,), inputs=[x], params={"weight": call.inputs[1], "bias": call.inputs[2]},
                         forward=forward, vjp=lambda g, p: [unbroadcast(xp, g @ _swap(p["weight"]), x.shape)])
+
+
+@register_kernel("RowDense", domain="onnxlrp", since=1)
+class RowDenseKernel(LinearKernel):
+    """``onnxlrp::RowDense(x, W, b)``: a dense layer with one weight matrix per sample,
+    ``z[n] = x[n] @ W[n] + b[n]`` with ``x (N, D)``, ``W (N, D, K)``, ``b (N, K)``. Contrastive heads are spliced
+    in with it (their rows depend on each sample's target class)."""
+
+    category = "dense"
+
+    def linear_op(self, call):
+        x = call.inputs[0]
+        bias = call.inputs[2] if len(call.inputs) > 2 else None
+
+        def forward(xs, p):
+            z = (xs[0][:, None, :] @ p["weight"])[:, 0, :]
+            return z if p["bias"] is None else z + p["bias"]
+
+        return LinearOp(ports=(0,), inputs=[x], params={"weight": call.inputs[1], "bias": bias}, forward=forward,
+                        vjp=lambda g, p: [(g[:, None, :] @ _swap(p["weight"]))[:, 0, :]])

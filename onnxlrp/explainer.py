@@ -16,6 +16,7 @@ from .errors import InputDtypeError, InputShapeError, NameSelectionError, NonFin
 from .graph import Graph, relevance_path, unsupported_message
 from .methods import apply_method_overrides, resolve_method
 from .runner import KernelRunner, OrtRunner
+from .walker import GRADIENT
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -104,12 +105,8 @@ class Explainer:
     def rules_for(self, method: str, rules: Mapping | None = None, **params) -> list[tuple[str, str, str]]:
         """``(node name, op type, rule)`` for every node on the path under ``method``."""
         m, full = resolve_method(method, params)
-        if m.kind != "lrp":
-            return [(n.name, n.op_type, "Gradient()") for n in self.path.nodes]
-        from .presets import PRESETS, lrp_rules
-        assigned = self._rules(lrp_rules(self.path.nodes, self.categories, self.path.varying,
-                                         PRESETS[method].build(full)), {"rules": rules})
-        return [(n.name, n.op_type, assigned[n.name].describe()) for n in self.path.nodes]
+        assigned = self._rules(m.assign(self, full) if m.assign is not None else {}, {"rules": rules})
+        return [(n.name, n.op_type, assigned.get(n.name, GRADIENT).describe()) for n in self.path.nodes]
 
     def model_info(self) -> dict:
         m = self.graph.model
@@ -264,20 +261,32 @@ class Explainer:
     def _rules(self, rules, options):
         return apply_method_overrides(self, rules, options or {})
 
-    def _propagate(self, values, rules, seed, keep=()):
+    def _propagate(self, values, rules, seeds, keep=(), head=None):
+        """Walk the relevance path (or a spliced ``head``'s node list) back from ``seeds``.
+
+        ``seeds`` is an array for the explained output or a mapping ``tensor -> array``. Returns the relevance at the
+        explained input and the kept intermediates.
+        """
         from .walker import propagate
 
+        nodes = self.path.nodes if head is None else head.nodes
+        kernels = self.kernels if head is None else {**self.kernels, **head.kernels}
+        extra = {} if head is None else head.constants
+        varying = self.path.varying if head is None else head.varying
+        if not isinstance(seeds, Mapping):
+            seeds = {self.output_name: seeds}
         missing = object()
 
         def value(name, default=missing):
             if name in values:
                 return values[name]
+            if name in extra:
+                return extra[name]
             if default is not missing and name not in self.cgraph.constants:
                 return default
             return self._constant(name)
 
-        acc, kept = propagate(self.path.nodes, self.kernels, rules, value, self.path.varying,
-                              {self.output_name: seed}, self.xp, keep)
+        acc, kept = propagate(nodes, kernels, rules, value, varying, seeds, self.xp, keep)
         relevance = acc.get(self.input_name)
         if relevance is None:
             relevance = self.xp.zeros(values[self.input_name].shape, dtype=self.dtype)

@@ -25,6 +25,8 @@ class Method:
     params: Mapping[str, object]
     kind: str
     run: Callable
+    #: ``assign(explainer, params) -> {node name: Rule}`` for methods that assign rules (LRP-style)
+    assign: Callable | None = None
 
 
 METHODS: dict[str, Method] = {}
@@ -37,17 +39,56 @@ def register_method(method: Method) -> Method:
     return method
 
 
+@dataclass(frozen=True)
+class MethodFamily:
+    """Methods named by a grammar rather than one by one (e.g. signxai's ``lrpsign_epsilon_0_1_std_x``).
+
+    ``parse(name)`` returns the :class:`Method` for a name of this family, or ``None``; ``pattern`` and
+    ``examples`` are what ``onnxlrp methods`` lists.
+    """
+
+    pattern: str
+    description: str
+    examples: tuple[str, ...]
+    parse: Callable[[str], Method | None]
+
+
+FAMILIES: list[MethodFamily] = []
+
+
+def register_family(family: MethodFamily) -> MethodFamily:
+    FAMILIES.append(family)
+    return family
+
+
 def methods() -> dict[str, dict]:
-    """``name -> {"params": {name: default}, "description": str, "kind": "lrp"|"gradient"}``."""
-    return {name: {"params": dict(m.params), "description": m.description, "kind": m.kind}
-            for name, m in METHODS.items()}
+    """``name -> {"params": {name: default}, "description": str, "kind": ...}``; method families appear under
+    their pattern (``kind: "family"``) with example names."""
+    listed = {name: {"params": dict(m.params), "description": m.description, "kind": m.kind}
+              for name, m in METHODS.items()}
+    for family in FAMILIES:
+        listed[family.pattern] = {"params": {}, "description": family.description, "kind": "family",
+                                  "examples": list(family.examples)}
+    return listed
+
+
+def find_method(name: str) -> Method | None:
+    """A registered method, or one parsed from a family's grammar."""
+    if name in METHODS:
+        return METHODS[name]
+    for family in FAMILIES:
+        method = family.parse(name)
+        if method is not None:
+            return method
+    return None
 
 
 def resolve_method(name: str, params: Mapping[str, object]) -> tuple[Method, dict]:
     """The method and its full parameter dict (defaults filled), with clear errors for unknown names."""
-    if name not in METHODS:
-        raise MethodError(f"unknown method {name!r}; methods are: {', '.join(sorted(METHODS))}")
-    method = METHODS[name]
+    method = find_method(name)
+    if method is None:
+        families = "".join(f"; or a name of the form {f.pattern}" for f in FAMILIES)
+        raise MethodError(f"unknown method {name!r}; methods are: {', '.join(sorted(METHODS))}{families}")
     unknown = sorted(set(params) - set(method.params))
     if unknown:
         valid = ", ".join(sorted(method.params)) or "none"
@@ -58,25 +99,38 @@ def resolve_method(name: str, params: Mapping[str, object]) -> tuple[Method, dic
 # ---------------------------------------------------------------------------------------------- LRP
 
 
-def _lrp_runner(preset_name: str):
-    def run(ex, x, feeds, target, params, options):
-        preset = PRESETS[preset_name]
+def preset_assigner(preset_name: str):
+    """``assign(ex, params)`` for an LRP preset: its layer rules on the relevance path."""
+    def assign(ex, params):
         try:
-            layer_rules = preset.build(params)
+            layer_rules = PRESETS[preset_name].build(params)
         except (TypeError, ValueError) as exc:
             raise MethodError(f"bad parameters for method {preset_name!r}: {exc}") from exc
-        rules = ex._rules(lrp_rules(ex.path.nodes, ex.categories, ex.path.varying, layer_rules), options)
-        values, output = ex._forward(x, feeds)
-        targets = ex._targets(output, target)
-        seed = ex._seed(output, targets, options.get("relevance_init", "logit"))
-        relevance, kept = ex._propagate(values, rules, seed, options.get("keep", ()))
-        return relevance, output, targets, kept
+        return lrp_rules(ex.path.nodes, ex.categories, ex.path.varying, layer_rules)
 
-    return run
+    return assign
+
+
+def run_lrp(ex, x, feeds, target, params, options, assign):
+    """One LRP pass: forward, seed on the target logit (or one-hot), rules from ``assign`` plus user overrides."""
+    rules = ex._rules(assign(ex, params), options)
+    values, output = ex._forward(x, feeds)
+    targets = ex._targets(output, target)
+    seed = ex._seed(output, targets, options.get("relevance_init", "logit"))
+    relevance, kept = ex._propagate(values, rules, seed, options.get("keep", ()))
+    return relevance, output, targets, kept
+
+
+def lrp_method(name: str, description: str, params: Mapping, assign) -> Method:
+    """A method that runs :func:`run_lrp` with the rules ``assign`` gives."""
+    def run(ex, x, feeds, target, full, options):
+        return run_lrp(ex, x, feeds, target, full, options, assign)
+
+    return Method(name, description, params, "lrp", run, assign)
 
 
 for _name, _preset in PRESETS.items():
-    register_method(Method(_name, _preset.description, _preset.params, "lrp", _lrp_runner(_name)))
+    register_method(lrp_method(_name, _preset.description, _preset.params, preset_assigner(_name)))
 
 
 # ---------------------------------------------------------------------------------------------- gradients
@@ -107,15 +161,22 @@ def _input_x_gradient(ex, x, feeds, target, params, options):
 
 register_method(Method("input_x_gradient", "input times gradient", {}, "gradient", _input_x_gradient))
 
-register_method(Method(
-    "guided_backprop", "guided backpropagation (ReLU passes positive gradients where the input was positive)", {},
-    "gradient",
-    lambda ex, x, feeds, target, params, options: _gradient(ex, x, feeds, target, _relu_rule(ex, GuidedBackprop()),
-                                                            options)))
-register_method(Method(
-    "deconvnet", "DeconvNet (ReLU passes positive gradients, ignoring the forward mask)", {}, "gradient",
-    lambda ex, x, feeds, target, params, options: _gradient(ex, x, feeds, target, _relu_rule(ex, DeconvNet()),
-                                                            options)))
+def _relu_rule_method(name: str, description: str, rule) -> Method:
+    """A gradient method whose ReLUs use ``rule`` (guided backprop, DeconvNet)."""
+    def assign(ex, params):
+        return _relu_rule(ex, rule)
+
+    def run(ex, x, feeds, target, params, options):
+        return _gradient(ex, x, feeds, target, assign(ex, params), options)
+
+    return Method(name, description, {}, "gradient", run, assign)
+
+
+register_method(_relu_rule_method(
+    "guided_backprop", "guided backpropagation (ReLU passes positive gradients where the input was positive)",
+    GuidedBackprop()))
+register_method(_relu_rule_method(
+    "deconvnet", "DeconvNet (ReLU passes positive gradients, ignoring the forward mask)", DeconvNet()))
 
 
 def integration_points(steps: int, integration: str) -> tuple[np.ndarray, np.ndarray]:

@@ -207,8 +207,24 @@ def test_dense_kernel_matches_matmul_add():
     np.testing.assert_allclose(res.output, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_row_dense_is_a_per_sample_dense_layer():
+    """onnxlrp::RowDense (spliced contrastive heads): z[n] = x[n] @ W[n] + b[n]; VJP is the forward's adjoint."""
+    from onnxlrp.graph import Node
+    g = np.random.default_rng(4)
+    x, w, b = g.normal(size=(3, 5)), g.normal(size=(3, 5, 2)), g.normal(size=(3, 2))
+    node = Node("head", "RowDense", "onnxlrp", 1, ("x", "w", "b"), ("z",), {}, 0)
+    kernel = resolve(node)
+    call = Call(node, (x, w, b), (), (True, False, False), np)
+    (z,) = kernel.forward(call)
+    np.testing.assert_allclose(z, np.stack([x[n] @ w[n] + b[n] for n in range(3)]))
+    gz, v = g.normal(size=z.shape), g.normal(size=x.shape)
+    dx = kernel.vjp(call, (gz,))[0]
+    (z_v,) = kernel.forward(Call(node, (v, w, None), (), (True, False, False), np))
+    assert float(np.sum(dx * v)) == pytest.approx(float(np.sum(gz * z_v)))
+
+
 def test_every_registered_kernel_has_a_case():
-    covered = {c.op for c in CASES} | {"onnxlrp::Dense"}
+    covered = {c.op for c in CASES} | {"onnxlrp::Dense", "onnxlrp::RowDense"}
     assert sorted(set(registered()) - covered) == []
 
 
