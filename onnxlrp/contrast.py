@@ -6,7 +6,8 @@ inputs) and the walker sees an ordinary node list.
 
 * :func:`splice_dense_head` replaces the final dense node (Gemm / MatMul / fused Dense producing the logits) by an
   ``onnxlrp::RowDense`` node on the same input whose weights are chosen per sample: the dual concept of CLRP
-  (rows of the other classes, their sum, or the negated target row).
+  (rows of the other classes, their sum, or the negated target row). Rule overrides aimed at the replaced node (its
+  op type or name) apply to the spliced node too.
 * :func:`splice_after_output` appends a node that consumes the logits (e.g. ``LogSoftmax`` for a cross-entropy
   objective, contrastive Grad-CAM).
 """
@@ -67,8 +68,8 @@ def splice_dense_head(ex, dense: Node, weight, bias, tag: str) -> Head:
     name = f"{PREFIX}{tag}/{dense.name}"
     w_name, b_name, out = f"{name}/weight", f"{name}/bias", f"{name}/output"
     node = Node(name=name, op_type="RowDense", domain="onnxlrp", since=1,
-                inputs=(dense.inputs[0], w_name, b_name if bias is not None else ""), outputs=(out,), attrs={},
-                index=dense.index)
+                inputs=(dense.inputs[0], w_name, b_name if bias is not None else ""), outputs=(out,),
+                attrs={"replaces": (dense.op_type, dense.name)}, index=dense.index)
     constants = {w_name: weight} if bias is None else {w_name: weight, b_name: bias}
     nodes = [n for n in ex.path.nodes if n.name != dense.name] + [node]
     return _head(ex, nodes, node, out, constants)

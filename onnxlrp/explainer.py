@@ -258,8 +258,8 @@ class Explainer:
         seed[rows, cols] = flat[rows, cols] if mode == "logit" else 1.0
         return seed.reshape(output.shape)
 
-    def _rules(self, rules, options):
-        return apply_method_overrides(self, rules, options or {})
+    def _rules(self, rules, options, head=None):
+        return apply_method_overrides(self, rules, options or {}, head)
 
     def _propagate(self, values, rules, seeds, keep=(), head=None):
         """Walk the relevance path (or a spliced ``head``'s node list) back from ``seeds``.

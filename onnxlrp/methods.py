@@ -263,8 +263,10 @@ def smoothgrad_noise(x: np.ndarray, noise_level: float, samples: int, random_sta
     return rng.standard_normal((samples,) + host.shape) * std
 
 
-def apply_method_overrides(ex, rules, options):
-    """User rule overrides on top of a method's assignment, checked for applicability."""
-    rules = apply_overrides(ex.path.nodes, ex.categories, rules, options.get("rules"))
-    check_applicable(ex.path.nodes, ex.categories, rules)
+def apply_method_overrides(ex, rules, options, head=None):
+    """User rule overrides on top of a method's assignment (on the path, or a spliced ``head``), checked for
+    applicability."""
+    nodes, categories = (ex.path.nodes, ex.categories) if head is None else (head.nodes, head.categories)
+    rules = apply_overrides(nodes, categories, rules, options.get("rules"))
+    check_applicable(nodes, categories, rules)
     return rules

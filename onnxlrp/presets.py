@@ -166,8 +166,9 @@ def apply_overrides(nodes, categories, rules: dict[str, Rule], overrides: Mappin
     out = dict(rules)
     matched = {key: 0 for key, _ in parsed}
     for node in nodes:
+        aliases = (node.op_type, node.name) + tuple(node.attrs.get("replaces", ()))  # spliced heads: see contrast
         for key, rule in parsed:
-            if node.op_type == key or fnmatch.fnmatchcase(node.name, key):
+            if key in aliases or any(fnmatch.fnmatchcase(name, key) for name in aliases[1:]):
                 out[node.name] = rule
                 matched[key] += 1
                 break
