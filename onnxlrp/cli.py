@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="method parameter, repeatable; 'method.key=value' limits it to one method. Values: int, "
                          "float, true/false, none, or a comma list")
+    ex.add_argument("--contrast", metavar="Q", type=int,
+                    help="contrastive methods (clrp1, clrp2, contrastive_grad_cam): explain the target rather than "
+                         "class Q")
     ex.add_argument("-o", "--out", default="onnxlrp-out", metavar="DIR", help="output folder (default onnxlrp-out)")
     ex.add_argument("--labels", metavar="FILE", help="text file with one class name per line")
     ex.add_argument("--report", action="store_true", help="also write report.html, a self-contained gallery")
@@ -297,13 +300,17 @@ def resolve_methods(spec: str, sets: Sequence[str]) -> list[tuple[str, dict]]:
     MethodError
         For an unknown method or a parameter no chosen method takes (both list the valid names).
     """
-    registry = _engine().methods()
+    from onnxlrp.methods import METHODS, find_method
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if not names:
-        raise MethodError(f"no method given; methods are: {', '.join(sorted(registry))}")
-    for name in names:
-        if name not in registry:
-            raise MethodError(f"unknown method {name!r}; methods are: {', '.join(sorted(registry))}")
+        raise MethodError(f"no method given; methods are: {', '.join(sorted(METHODS))}")
+    registry = {}
+    for name in names:  # registered names and names parsed from a method family's grammar
+        method = find_method(name)
+        if method is None:
+            raise MethodError(f"unknown method {name!r}; methods are: {', '.join(sorted(METHODS))} "
+                              "(and the families `onnxlrp methods` lists)")
+        registry[name] = {"params": dict(method.params)}
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise MethodError(f"method {dupes[0]!r} is given twice")
@@ -721,7 +728,8 @@ def _label(labels: list[str] | None, k: int) -> str | None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    methods = resolve_methods(args.method, args.sets)
+    contrast = [] if args.contrast is None else [f"contrast={args.contrast}"]  # goes to the methods that take it
+    methods = resolve_methods(args.method, list(args.sets) + contrast)
     files = expand_inputs(args.inputs)
     created = not os.path.lexists(args.out)
     out_dir = fileio.prepare_output_dir(args.out)  # before the model loads: fail fast on an unusable folder

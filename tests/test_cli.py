@@ -652,3 +652,15 @@ def test_the_demo_needs_only_runtime_dependencies(tmp_path):
                         str(tmp_path)], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "report: " in r.stdout and (tmp_path / "report.html").is_file()
+
+
+def test_contrast_option_reaches_contrastive_methods(tmp_path, capsys):
+    out_dir = tmp_path / "o"
+    rc, _, err = run(capsys, "explain", DIGITS, SAMPLE_FILES[0], "-m", "clrp1,gradient", "--contrast", "3",
+                     "-o", out_dir, "-q")
+    assert rc == 0, err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    params = {m["name"]: m["params"] for m in summary["methods"]}
+    assert params["clrp1"]["contrast"] == 3 and "contrast" not in params["gradient"]
+    rc, _, err = run(capsys, "explain", DIGITS, SAMPLE_FILES[0], "-m", "gradient", "--contrast", "3", "-o", out_dir)
+    assert rc == 9 and "unknown parameter 'contrast' for method 'gradient'" in err
