@@ -13,6 +13,7 @@ $(VENV)/.runtime: pyproject.toml
 
 $(VENV)/.test: pyproject.toml $(VENV)/.runtime
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps signxai2==0.5.0 lxt==2.1
 	touch $@
 
 # The shipped digits CNN on its ten sample images, three methods; needs only the runtime dependencies.

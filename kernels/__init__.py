@@ -3,6 +3,14 @@
 Importing this package registers every kernel. This list is the single view of what is supported; a test asserts
 that every module in this folder is imported here.
 """
-from . import elementwise, op_arith, op_batchnorm, op_conv, op_dense, op_pool, op_softmax, structural  # noqa: F401
+if __name__ != "onnxlrp.kernels":
+    # From a source checkout the repository root is on sys.path and this folder shadows any top-level package named
+    # ``kernels`` (transformers probes Hugging Face's ``kernels`` with ``from kernels import ...`` and catches
+    # ImportError). Importing it under another name would register every kernel twice.
+    raise ImportError("this folder is onnxlrp.kernels, not a top-level 'kernels' package")
 
-MODULES = ("elementwise", "op_arith", "op_batchnorm", "op_conv", "op_dense", "op_pool", "op_softmax", "structural")
+from . import elementwise, op_arith, op_batchnorm, op_conv, op_dense, op_pool, op_softmax, structural  # noqa: F401
+from . import op_gather, op_math, op_norm  # noqa: F401,E402
+
+MODULES = ("elementwise", "op_arith", "op_batchnorm", "op_conv", "op_dense", "op_pool", "op_softmax", "structural",
+           "op_gather", "op_math", "op_norm")

@@ -3,12 +3,17 @@
 Between two or more tensors that depend on the input (a residual connection) Add/Sub/Sum are parameter-free linear
 ops (category ``sum``; zennit's ``Norm`` splits relevance in proportion to each summand, ``R_k = x_k R / Σx``, Sub
 counting ``−y`` as the summand). With a constant operand they are an affine map ``z = w·x + b`` (category ``affine``:
-a bias shift or a scaling, passed through by the LRP presets). Mul/Div of two varying tensors (gating) are bilinear
-and rejected here.
+a bias shift or a scaling, passed through by the LRP presets).
+
+Mul of two varying tensors (gating, squeeze-excitation, ``silu(g)·u``) and Div by a varying tensor (a normalisation
+``a / b``) are bilinear (category ``bilinear``, ``product`` = ``"elementwise"`` / ``"quotient"``): forward and the
+exact VJP (``g·b`` to ``a``, ``g·a`` to ``b``; ``g/b`` and ``−g·a/b²`` for Div, summed over broadcast axes). Their
+relevance comes from the transformer rules (``onnxlrp.attnlrp``: uniform split, or the gate/divisor kept constant).
+Div of a constant by a varying tensor (a reciprocal) is an elementwise nonlinearity (category ``activation``).
 """
 from __future__ import annotations
 
-from onnxlrp.registry import LinearKernel, LinearOp, register_kernel, unbroadcast
+from onnxlrp.registry import LinearKernel, LinearOp, register_kernel, scatter_ports, unbroadcast
 
 
 class _Arith(LinearKernel):
@@ -77,21 +82,36 @@ class SumKernel(_Arith):
 
 
 class _Scale(LinearKernel):
-    """``z = x · w`` with ``w`` constant (Mul, or Div by a constant with ``w = 1/c``)."""
+    """``z = x · w`` with ``w`` constant (Mul, or Div by a constant with ``w = 1/c``); bilinear when both operands
+    vary (see the module docstring)."""
 
     category = "affine"
     divide = False
 
     def data_inputs(self, node, varying):
-        ports = tuple(p for p in (0, 1) if node.inputs[p] in varying)
-        if len(ports) == 2:
-            return (f"{node.op_type} of two tensors that both depend on the input (bilinear gating) is not "
-                    "supported")
-        if self.divide and ports == (1,):
-            return "Div by a tensor that depends on the input is not linear and is not supported"
-        return ports
+        return tuple(p for p in (0, 1) if node.inputs[p] in varying)
+
+    def _mode(self, varying_flags) -> str:
+        """``'scale'`` (one varying factor), ``'bilinear'`` (both vary) or ``'reciprocal'`` (``c / x``)."""
+        a, b = varying_flags
+        if a and b:
+            return "bilinear"
+        if self.divide and b:
+            return "reciprocal"
+        return "scale"
+
+    def node_category(self, node, varying):
+        mode = self._mode(tuple(node.inputs[p] in varying for p in (0, 1)))
+        return {"scale": "affine", "bilinear": "bilinear", "reciprocal": "activation"}[mode]
+
+    @property
+    def product(self) -> str:
+        """How the bilinear form combines its factors (read by the transformer rules)."""
+        return "quotient" if self.divide else "elementwise"
 
     def linear_op(self, call):
+        if self._mode(call.varying[:2]) != "scale":
+            return None
         xp = call.xp
         port = 0 if call.varying[0] else 1
         x, c = call.inputs[port], call.inputs[1 - port]
@@ -102,14 +122,34 @@ class _Scale(LinearKernel):
                         forward=lambda xs, p: xs[0] * p["weight"],
                         vjp=lambda g, p: [unbroadcast(xp, g * p["weight"], x.shape)])
 
+    def forward(self, call):
+        if self._mode(call.varying[:2]) == "scale":
+            return super().forward(call)
+        a, b = call.inputs[0], call.inputs[1]
+        return (a / b if self.divide else a * b,)
+
+    def vjp(self, call, grads):
+        mode = self._mode(call.varying[:2])
+        if mode == "scale":
+            return super().vjp(call, grads)
+        xp, g = call.xp, grads[0]
+        a, b = call.inputs[0], call.inputs[1]
+        if self.divide:
+            ga = unbroadcast(xp, g / b, a.shape) if mode == "bilinear" else None
+            gb = unbroadcast(xp, -g * a / (b * b), b.shape)
+        else:
+            ga, gb = unbroadcast(xp, g * b, a.shape), unbroadcast(xp, g * a, b.shape)
+        return scatter_ports(len(call.inputs), (0, 1), [ga, gb])
+
 
 @register_kernel("Mul", since=1)
 class MulKernel(_Scale):
-    """Mul by a constant (a scaling)."""
+    """Mul by a constant (a scaling), or of two varying tensors (bilinear)."""
 
 
 @register_kernel("Div", since=1)
 class DivKernel(_Scale):
-    """Div by a constant (scaling by ``1/c``)."""
+    """Div by a constant (scaling by ``1/c``), of a varying tensor by a varying one (bilinear ``a/b``), or of a
+    constant by a varying tensor (reciprocal, an elementwise nonlinearity)."""
 
     divide = True

@@ -1,4 +1,5 @@
-"""Dense layers: Gemm, MatMul with a constant operand, and the fused MatMul+Add (``onnxlrp::Dense``).
+"""Dense layers: Gemm, MatMul with a constant operand (or of two activations: bilinear), and the fused MatMul+Add
+(``onnxlrp::Dense``).
 
 All are ``z = x W + b`` for the linear rules: the parameter ``weight`` is the effective ``(K, M)`` matrix (Gemm's
 ``alpha`` and ``transB`` applied), ``bias`` the effective bias (Gemm's ``beta·C``).
@@ -47,17 +48,42 @@ class GemmKernel(LinearKernel):
 
 @register_kernel("MatMul", since=1)
 class MatMulKernel(LinearKernel):
-    """MatMul with one constant operand (a dense layer, as Keras/tf2onnx export it); bilinear use is rejected."""
+    """MatMul with one constant operand (a dense layer, as Keras/tf2onnx export it), or of two varying tensors
+    (bilinear, e.g. ``QKᵀ`` and ``A·V`` in attention: category ``bilinear``, ``product = "matmul"``; exact VJP
+    ``g Bᵀ`` and ``Aᵀ g`` summed over broadcast batch axes; relevance from the transformer rules)."""
 
     category = "dense"
+    product = "matmul"
 
     def data_inputs(self, node, varying):
-        ports = tuple(p for p in (0, 1) if node.inputs[p] in varying)
-        if len(ports) == 2:
-            return "MatMul of two tensors that both depend on the input (bilinear, e.g. attention) is not supported"
-        return ports
+        return tuple(p for p in (0, 1) if node.inputs[p] in varying)
+
+    def node_category(self, node, varying):
+        return "bilinear" if all(node.inputs[p] in varying for p in (0, 1)) else "dense"
+
+    @staticmethod
+    def _bilinear(call):
+        return bool(call.varying[0] and call.varying[1])
+
+    def forward(self, call):
+        if self._bilinear(call):
+            return (call.inputs[0] @ call.inputs[1],)
+        return super().forward(call)
+
+    def vjp(self, call, grads):
+        if not self._bilinear(call):
+            return super().vjp(call, grads)
+        xp, g = call.xp, grads[0]
+        a, b = call.inputs[0], call.inputs[1]
+        if a.ndim < 2 or b.ndim < 2:
+            from onnxlrp.errors import UnsupportedOpError
+            raise UnsupportedOpError(f"MatMul node {call.node.name!r} multiplies by a vector; only matrix operands "
+                                     "of rank >= 2 are supported")
+        return (unbroadcast(xp, g @ _swap(b), a.shape), unbroadcast(xp, _swap(a) @ g, b.shape))
 
     def linear_op(self, call):
+        if self._bilinear(call):
+            return None
         xp = call.xp
         port = 0 if call.varying[0] else 1
         x, w = call.inputs[port], call.inputs[1 - port]

@@ -6,6 +6,15 @@
 * ``fuse_matmul_add``: ``MatMul(x, W)`` followed by ``Add(·, b)`` with constant ``W``, ``b`` becomes one
   ``onnxlrp::Dense`` node so LRP rules see the bias as a dense layer's bias (Keras/tf2onnx style dense layers).
 
+Decomposed operators are fused so that rules see the true op (``onnxlrp.attnlrp`` needs this; intermediate
+tensors of a pattern must have no consumer outside it):
+
+* ``fuse_layernorm``: ``ReduceMean → Sub → Pow(2) → ReduceMean → Add(ε) → Sqrt → Div`` (or ``Mul`` by a
+  ``Reciprocal``) becomes ``onnxlrp::LayerNorm`` (the affine ``Mul``/``Add`` after it stay separate nodes).
+* ``fuse_erf_gelu``: ``Div(x, c) → Erf → Add/Mul by constants → Mul(x or k·x, ·)`` becomes ``onnxlrp::ErfGelu``.
+* ``fuse_silu``: ``Mul(x, Sigmoid(x))`` becomes ``onnxlrp::SiLU``.
+* ``fuse_softmax``: ``[Sub(x, ReduceMax x) →] Exp → ReduceSum → Div`` over one axis becomes ``Softmax``.
+
 Rewritten nodes keep the output tensor of the last original node, so the forward runner's values still apply.
 New parameters are stored as constants named ``onnxlrp::<node>/<param>``.
 """
@@ -26,6 +35,8 @@ def canonize(graph: Graph, protected: set[str]) -> tuple[list[Node], dict[str, n
     log: list[str] = []
     nodes = _fuse_matmul_add(graph, nodes, constants, protected, log)
     nodes = _fold_batchnorm(graph, nodes, constants, protected, log)
+    for fuse in (_fuse_layernorm, _fuse_erf_gelu, _fuse_silu, _fuse_softmax):
+        nodes = fuse(graph, nodes, constants, protected, log)
     return nodes, constants, log
 
 
@@ -129,3 +140,243 @@ def _fold_into(graph, constants, prev: Node, s, beta, mean):
     w_name, b_name = f"onnxlrp::{prev.name}/weight", f"onnxlrp::{prev.name}/bias"
     constants[w_name], constants[b_name] = new_w, new_b
     return w_name, b_name, op_type, domain, attrs, since
+
+
+# ---------------------------------------------------------------------------------------------- decomposed ops
+
+
+class _Pattern:
+    """Producer/consumer look-ups over the current node list, for matching small subgraphs."""
+
+    def __init__(self, graph, nodes, constants, protected):
+        self.graph, self.constants, self.protected = graph, constants, protected
+        self.producer = {t: n for n in nodes for t in n.outputs if t}
+        self.consumers: dict[str, list[Node]] = {}
+        for n in nodes:
+            for t in n.inputs:
+                if t:
+                    self.consumers.setdefault(t, []).append(n)
+
+    def op(self, tensor, *op_types):
+        """The producer of ``tensor`` if it is one of ``op_types`` (default domain), else ``None``."""
+        n = self.producer.get(tensor)
+        return n if n is not None and n.domain == "" and n.op_type in op_types else None
+
+    def const(self, name):
+        return _const(self.graph, self.constants, name)
+
+    def scalar(self, name):
+        value = self.const(name)
+        if value is None or value.size != 1 or value.dtype.kind != "f":
+            return None
+        v = value.reshape(-1)[0]
+        return float(str(v)) if value.dtype == np.float32 else float(v)  # float32 literal as written (1e-05)
+
+    def private(self, tensor, users):
+        """``tensor`` is read only by ``users`` (node names) and is not a protected output."""
+        if tensor in self.protected or tensor in {o.name for o in self.graph.output_infos}:
+            return False
+        return all(c.name in users for c in self.consumers.get(tensor, []))
+
+    def other(self, node, tensor):
+        """The operand of a binary ``node`` that is not ``tensor`` (``None`` if ``tensor`` is not an operand)."""
+        a, b = node.inputs[0], node.inputs[1]
+        return b if a == tensor else (a if b == tensor else None)
+
+    def axes(self, node):
+        """Reduction axes of a Reduce* node (attribute or input), or ``None`` when not static."""
+        if node.attrs.get("keepdims", 1) != 1:
+            return None
+        axes = node.attrs.get("axes")
+        if len(node.inputs) > 1 and node.inputs[1]:
+            value = self.const(node.inputs[1])
+            if value is None:
+                return None
+            axes = [int(a) for a in value.reshape(-1)]
+        return tuple(sorted(int(a) for a in axes)) if axes else None
+
+
+def _rewrite(nodes, drop: set[str], new: Node):
+    out = [n for n in nodes if n.name not in drop and n.name != new.name] + [new]
+    return sorted(out, key=lambda m: m.index)
+
+
+def _fuse_layernorm(graph, nodes, constants, protected, log):
+    while True:
+        pat = _Pattern(graph, nodes, constants, protected)
+        for div in nodes:
+            match = _match_layernorm(pat, div)
+            if match is not None:
+                x, axes, eps, drop = match
+                new = Node(name=div.name, op_type="LayerNorm", domain="onnxlrp", since=1, inputs=(x,),
+                           outputs=div.outputs, attrs={"axes": list(axes), "epsilon": eps}, index=div.index)
+                nodes = _rewrite(nodes, drop, new)
+                log.append(f"fused a decomposed LayerNorm ending at {div.op_type} {div.name!r}")
+                break
+        else:
+            return nodes
+
+
+def _match_layernorm(pat, div):
+    if div.domain != "" or div.op_type not in ("Div", "Mul"):
+        return None
+    d, s = div.inputs[0], div.inputs[1]
+    drop = []
+    if div.op_type == "Mul":  # d · Reciprocal(sqrt(var + eps)), either order
+        for d_, r_ in ((div.inputs[0], div.inputs[1]), (div.inputs[1], div.inputs[0])):
+            rec = pat.op(r_, "Reciprocal")
+            if rec is not None:
+                d, s, drop = d_, rec.inputs[0], [rec]
+                break
+        else:
+            return None
+    sub, sqrt = pat.op(d, "Sub"), pat.op(s, "Sqrt")
+    if sub is None or sqrt is None:
+        return None
+    add = pat.op(sqrt.inputs[0], "Add")
+    if add is None:
+        return None
+    var_t = next((t for t in add.inputs if pat.scalar(t) is None), None)
+    eps = pat.scalar(pat.other(add, var_t)) if var_t is not None else None
+    var = pat.op(var_t, "ReduceMean") if var_t is not None else None
+    if var is None or eps is None:
+        return None
+    sq = pat.op(var.inputs[0], "Pow", "Mul")
+    if sq is None:
+        return None
+    if sq.op_type == "Pow":
+        if sq.inputs[0] != d or pat.scalar(sq.inputs[1]) != 2.0:
+            return None
+    elif sq.inputs[0] != d or sq.inputs[1] != d:
+        return None
+    x, mean_t = sub.inputs
+    mean = pat.op(mean_t, "ReduceMean")
+    if mean is None or mean.inputs[0] != x:
+        return None
+    axes = pat.axes(mean)
+    if axes is None or pat.axes(var) != axes:
+        return None
+    drop = [mean, sub, sq, var, add, sqrt] + drop
+    inner = {n.name for n in drop} | {div.name}
+    if not all(pat.private(t, inner) for n in drop for t in n.outputs if t):
+        return None
+    return x, axes, eps, {n.name for n in drop}
+
+
+def _fuse_erf_gelu(graph, nodes, constants, protected, log):
+    while True:
+        pat = _Pattern(graph, nodes, constants, protected)
+        for erf in nodes:
+            match = _match_erf_gelu(pat, erf) if erf.op_type == "Erf" and erf.domain == "" else None
+            if match is not None:
+                join, x, attrs, drop = match
+                new = Node(name=join.name, op_type="ErfGelu", domain="onnxlrp", since=1, inputs=(x,),
+                           outputs=join.outputs, attrs=attrs, index=join.index)
+                nodes = _rewrite(nodes, drop, new)
+                log.append(f"fused an Erf-based GELU ending at Mul {join.name!r}")
+                break
+        else:
+            return nodes
+
+
+def _match_erf_gelu(pat, erf):
+    scaled = pat.op(erf.inputs[0], "Div", "Mul")
+    if scaled is None:
+        return None
+    x = next((t for t in scaled.inputs if pat.scalar(t) is None), None)
+    c = pat.scalar(pat.other(scaled, x)) if x is not None else None
+    if c is None or (scaled.op_type == "Div" and scaled.inputs[1] != pat.other(scaled, x)) or c == 0:
+        return None
+    divisor = c if scaled.op_type == "Div" else 1.0 / c
+    drop, mul, add, tensor = [scaled, erf], 1.0, 0.0, erf.outputs[0]
+    while True:  # constant affine steps on the erf branch: Add / Mul by scalars
+        users = pat.consumers.get(tensor, [])
+        if len(users) != 1 or users[0].domain != "" or users[0].op_type not in ("Add", "Mul"):
+            return None
+        step = users[0]
+        other = pat.other(step, tensor)
+        k = pat.scalar(other)
+        if k is None:
+            join = step
+            break
+        if step.op_type == "Add":
+            add += k
+        else:
+            mul, add = mul * k, add * k
+        drop.append(step)
+        tensor = step.outputs[0]
+    if join.op_type != "Mul":
+        return None
+    v = pat.other(join, tensor)
+    scale_x = 1.0
+    if v != x:
+        pre = pat.op(v, "Mul")
+        if pre is None or x not in pre.inputs:
+            return None
+        k = pat.scalar(pat.other(pre, x))
+        if k is None:
+            return None
+        scale_x = k
+        drop.append(pre)
+    inner = {n.name for n in drop} | {join.name}
+    if not all(pat.private(t, inner) for n in drop for t in n.outputs if t):
+        return None
+    attrs = {"divisor": divisor, "scale_x": scale_x, "erf_mul": mul, "erf_add": add}
+    return join, x, attrs, {n.name for n in drop}
+
+
+def _fuse_silu(graph, nodes, constants, protected, log):
+    pat = _Pattern(graph, nodes, constants, protected)
+    drop, new_nodes = set(), {}
+    for mul in nodes:
+        if mul.op_type != "Mul" or mul.domain != "" or mul.name in drop:
+            continue
+        for x, t in ((mul.inputs[0], mul.inputs[1]), (mul.inputs[1], mul.inputs[0])):
+            sig = pat.op(t, "Sigmoid")
+            if sig is not None and sig.inputs[0] == x and sig.name not in drop and pat.private(t, {mul.name}):
+                drop.add(sig.name)
+                new_nodes[mul.name] = Node(name=mul.name, op_type="SiLU", domain="onnxlrp", since=1, inputs=(x,),
+                                           outputs=mul.outputs, attrs={"alpha": 1.0}, index=mul.index)
+                log.append(f"fused Sigmoid {sig.name!r} and Mul {mul.name!r} into SiLU")
+                break
+    out = [new_nodes.get(n.name, n) for n in nodes if n.name not in drop]
+    return sorted(out, key=lambda m: m.index)
+
+
+def _fuse_softmax(graph, nodes, constants, protected, log):
+    while True:
+        pat = _Pattern(graph, nodes, constants, protected)
+        for div in nodes:
+            match = _match_softmax(pat, div) if div.op_type == "Div" and div.domain == "" else None
+            if match is not None:
+                x, axis, drop = match
+                new = Node(name=div.name, op_type="Softmax", domain="", since=13, inputs=(x,), outputs=div.outputs,
+                           attrs={"axis": axis}, index=div.index)
+                nodes = _rewrite(nodes, drop, new)
+                log.append(f"fused Exp/ReduceSum/Div ending at {div.name!r} into Softmax")
+                break
+        else:
+            return nodes
+
+
+def _match_softmax(pat, div):
+    e_t, s_t = div.inputs
+    exp, rsum = pat.op(e_t, "Exp"), pat.op(s_t, "ReduceSum")
+    if exp is None or rsum is None or rsum.inputs[0] != e_t:
+        return None
+    axes = pat.axes(rsum)
+    if axes is None or len(axes) != 1:
+        return None
+    drop = [exp, rsum]
+    x = exp.inputs[0]
+    sub = pat.op(x, "Sub")
+    if sub is not None:
+        rmax = pat.op(sub.inputs[1], "ReduceMax")
+        if rmax is not None and rmax.inputs[0] == sub.inputs[0] and pat.axes(rmax) == axes \
+                and pat.private(rmax.outputs[0], {sub.name}) and pat.private(sub.outputs[0], {exp.name}):
+            drop = [rmax, sub] + drop
+            x = sub.inputs[0]
+    inner = {n.name for n in drop} | {div.name}
+    if not all(pat.private(t, inner) for n in drop for t in n.outputs if t):
+        return None
+    return x, axes[0], {n.name for n in drop}

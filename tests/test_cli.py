@@ -143,13 +143,13 @@ def test_inspect_shows_io_opset_ops_path_and_rules(capsys):
 
 
 def test_inspect_of_an_unexplainable_model_lists_ops_and_exits_5(tmp_path, capsys):
-    model = _dense_model(tmp_path / "erf.onnx", middle="Erf")
+    model = _dense_model(tmp_path / "erf.onnx", middle="Cos")
     rc, out, err = run(capsys, "inspect", model)
     assert rc == 5
-    assert "Erf" in error_line(err)
-    assert "Erf            1  kernel: no kernel" in out or "kernel: no kernel" in out
+    assert "Cos" in error_line(err)
+    assert "Cos            1  kernel: no kernel" in out or "kernel: no kernel" in out
     assert "supported op types:" in out and "Conv" in out and "onnxlrp::" not in out
-    assert any("'my_erf'" in line for line in err.splitlines()[1:])
+    assert any("'my_cos'" in line for line in err.splitlines()[1:])
 
 
 # ------------------------------------------------------------------------------------------------- explain
@@ -394,7 +394,7 @@ def _bad_cases(tmp_path: Path) -> dict:
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(DIGITS.read_bytes()[: DIGITS.stat().st_size // 2])
     checker = _dense_model(tmp_path / "checker.onnx", bad_input_ref=True)
-    erf = _dense_model(tmp_path / "erf.onnx", middle="Erf")
+    erf = _dense_model(tmp_path / "erf.onnx", middle="Cos")
     two_in = _dense_model(tmp_path / "two_inputs.onnx", inputs=2)
     two_out = _dense_model(tmp_path / "two_outputs.onnx", outputs=2)
     garbage = tmp_path / "garbage.png"
@@ -433,7 +433,7 @@ def _bad_cases(tmp_path: Path) -> dict:
                                          r"^onnxlrp: error: initializer 'w1' points to external data "
                                          r"'\.\./outside\.bin' outside the model's folder"),
         "unsupported op": (["explain", erf, img], 5,
-                           r"^onnxlrp: error: .*no usable kernel: Erf \(1 node, e\.g\. '.*'\)\.$"),
+                           r"^onnxlrp: error: .*no usable kernel: Cos \(1 node, e\.g\. '.*'\)\.$"),
         "several inputs": (["inspect", two_in], 6, r"^onnxlrp: error: the model has 2 inputs \('x', 'y'\); "
                                                    r"choose one with --input-name"),
         "unknown input name": (["inspect", d, "--input-name", "nope"], 6,
@@ -522,7 +522,7 @@ def test_bad_input_gives_one_line_and_its_exit_code(case, tmp_path, capsys):
     if code != 5:
         assert extra == [], err                       # one line, no traceback
     else:
-        assert any("my_erf" in x for x in extra)      # the unsupported-op table names the node
+        assert any("my_cos" in x for x in extra)      # the unsupported-op table names the node
     assert not out_dir.exists()                       # nothing written, not even an empty folder
 
 

@@ -29,6 +29,7 @@ class Case:
     outputs: tuple = ("y",)
     opset: int = 17
     positive: bool = False          # draw data away from kinks (|x| > 0.05)
+    low: float | None = None        # draw data as ``low + |x|`` (domains such as Log, Sqrt)
 
 
 r = np.random.default_rng(0)
@@ -115,6 +116,34 @@ CASES = [
     Case("identity", "Identity", [("x", (2, 3))]),
     Case("dropout", "Dropout", [("x", (2, 3))]),
     Case("cast", "Cast", [("x", (2, 3))], attrs={"to": onnx.TensorProto.FLOAT}),
+    # transformers and decomposed operators
+    Case("mul_bilinear", "Mul", [("a", (2, 3, 4)), ("b", (2, 3, 4))]),
+    Case("mul_gate_broadcast", "Mul", [("a", (2, 3, 4, 4)), ("b", (2, 3, 1, 1))]),
+    Case("mul_square", "Mul", [("x", (2, 3))], inputs=["x", "x"]),
+    Case("div_bilinear", "Div", [("a", (2, 3, 4)), ("b", (2, 3, 1))], low=0.5),
+    Case("div_reciprocal", "Div", [("x", (2, 5))], {"c": W(5)}, inputs=["c", "x"], low=0.5),
+    Case("matmul_bilinear", "MatMul", [("a", (2, 2, 3, 4)), ("b", (2, 2, 4, 5))]),
+    Case("matmul_bilinear_broadcast", "MatMul", [("a", (2, 2, 3, 4)), ("b", (1, 4, 5))]),
+    Case("layernorm", "LayerNormalization", [("x", (2, 3, 6))], {"w": W(6), "bb": W(6)}, {"epsilon": 1e-3}),
+    Case("layernorm_axis1_no_bias", "LayerNormalization", [("x", (2, 3, 4))], {"w": W(3, 4)},
+         {"axis": 1, "epsilon": 1e-5}),
+    Case("erf", "Erf", [("x", (2, 5))]),
+    Case("gelu", "Gelu", [("x", (2, 7))], opset=20),
+    Case("gelu_tanh", "Gelu", [("x", (2, 7))], attrs={"approximate": "tanh"}, opset=20),
+    Case("exp", "Exp", [("x", (2, 5))]),
+    Case("log", "Log", [("x", (2, 5))], low=0.2),
+    Case("sqrt", "Sqrt", [("x", (2, 5))], low=0.2),
+    Case("reciprocal", "Reciprocal", [("x", (2, 5))], low=0.5),
+    Case("neg", "Neg", [("x", (2, 5))]),
+    Case("pow2", "Pow", [("x", (2, 5))], {"p": np.float32(2.0)}),
+    Case("pow_half", "Pow", [("x", (2, 5))], {"p": np.float32(0.5)}, low=0.2),
+    Case("where_const_branch", "Where", [("x", (2, 3, 4))],
+         {"m": r.random((1, 3, 4)) > 0.5, "c": np.float32(-1e4)}, inputs=["m", "x", "c"]),
+    Case("where_two_branches", "Where", [("a", (2, 3, 4)), ("b", (2, 1, 4))], {"m": r.random((3, 4)) > 0.5},
+         inputs=["m", "a", "b"]),
+    Case("gather_token", "Gather", [("x", (2, 5, 3))], {"i": np.array(0, dtype=np.int64)}, {"axis": 1}),
+    Case("gather_repeated", "Gather", [("x", (6, 3))], {"i": np.array([[1, -1], [1, 0]], dtype=np.int64)}),
+    Case("expand", "Expand", [("x", (2, 1, 4))], {"shape": I64(3, 1, 5, 1)}),
 ]
 
 
@@ -140,6 +169,8 @@ def draw(case: Case, seed=1):
             x = np.where(np.abs(x) < 0.05, 0.05 + np.abs(x), x)
             x = np.where(np.abs(x - 6) < 0.05, x + 0.1, x)
             x = np.where(np.abs(np.abs(x) - 3) < 0.05, x + 0.1, x)
+        if case.low is not None:
+            x = case.low + np.abs(x)
         out[name] = x.astype(np.float32)
     return out
 
@@ -223,8 +254,40 @@ def test_row_dense_is_a_per_sample_dense_layer():
     assert float(np.sum(dx * v)) == pytest.approx(float(np.sum(gz * z_v)))
 
 
+# onnxlrp-domain kernels the canonizer fuses from a decomposed subgraph: forward vs onnxruntime on that subgraph
+# (the fused node keeps the subgraph's output tensor), VJP vs finite differences of the kernel's own forward
+FUSED_SUBGRAPHS = {
+    "onnxlrp::LayerNorm": ("layernorm", (2, 3, 8)),
+    "onnxlrp::ErfGelu": ("erf_gelu", (2, 3, 8)),
+    "onnxlrp::SiLU": ("silu", (2, 8)),
+}
+
+
+@pytest.mark.parametrize("op", sorted(FUSED_SUBGRAPHS))
+def test_fused_kernel_matches_its_subgraph(op):
+    from tests.test_transformers import decomposed_model
+    kind, shape = FUSED_SUBGRAPHS[op]
+    model = decomposed_model(kind, shape)
+    ex = onnxlrp.Explainer(model, dtype="float64")
+    node = next(n for n in ex.path.nodes if f"{n.domain}::{n.op_type}" == op)
+    x = np.random.default_rng(5).normal(size=shape)
+    from onnxlrp.runner import OrtRunner
+    ref = OrtRunner(ex.graph, [node.outputs[0]]).run({"x": x.astype(np.float32)})[node.outputs[0]]
+    kernel = resolve(node)
+    consts = {t: np.asarray(ex.cgraph.constants[t], dtype=np.float64) for t in node.inputs[1:] if t}
+    call = Call(node, (x,) + tuple(consts.get(t) for t in node.inputs[1:]), (),
+                (True,) + (False,) * (len(node.inputs) - 1), np)
+    (y,) = kernel.forward(call)[:1]
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    g, v, h = np.random.default_rng(6).normal(size=y.shape), np.random.default_rng(7).normal(size=x.shape), 1e-6
+    dx = kernel.vjp(call, (g,))[0]
+    plus = kernel.forward(Call(node, (x + h * v,) + call.inputs[1:], (), call.varying, np))[0]
+    minus = kernel.forward(Call(node, (x - h * v,) + call.inputs[1:], (), call.varying, np))[0]
+    assert float(np.sum(g * (plus - minus))) / (2 * h) == pytest.approx(float(np.sum(dx * v)), rel=1e-6, abs=1e-6)
+
+
 def test_every_registered_kernel_has_a_case():
-    covered = {c.op for c in CASES} | {"onnxlrp::Dense", "onnxlrp::RowDense"}
+    covered = {c.op for c in CASES} | {"onnxlrp::Dense", "onnxlrp::RowDense"} | set(FUSED_SUBGRAPHS)
     assert sorted(set(registered()) - covered) == []
 
 

@@ -1,0 +1,102 @@
+"""Layer normalisation: ONNX ``LayerNormalization`` (opset 17) and ``onnxlrp::LayerNorm`` (the decomposed
+ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div pattern, fused by the canonizer; no scale/bias, which stay separate
+Mul/Add nodes).
+
+``y = (x − mean(x)) / σ ⊙ w + b`` with ``σ = sqrt(var(x) + ε)`` over the normalised axes. Forward and VJP are exact
+(gradient methods). Category ``layernorm``: :meth:`LayerNormKernel.linear_op` is the map with ``σ`` held constant,
+``x ↦ (x − mean x)/σ ⊙ w + b``, on which the transformer rules (``onnxlrp.attnlrp``) apply the ε-rule — AttnLRP's
+LayerNorm rule (identity on ``1/σ``, ε-rule on the centring and the bias; LXT ``layer_norm_grad_fn``).
+"""
+from __future__ import annotations
+
+from onnxlrp.registry import Kernel, LinearOp, register_kernel, scatter_ports
+
+
+class LayerNormKernel(Kernel):
+    category = "layernorm"
+
+    def data_inputs(self, node, varying):
+        if any(t in varying for t in node.inputs[1:3] if t):
+            return "a LayerNormalization whose scale or bias depends on the explained input is not supported"
+        return super().data_inputs(node, varying)
+
+    def _axes(self, call, ndim):
+        if "axes" in call.attrs:
+            return tuple(sorted(int(a) % ndim for a in call.attrs["axes"]))
+        axis = int(call.attrs.get("axis", -1)) % ndim
+        return tuple(range(axis, ndim))
+
+    def _params(self, call, x):
+        xp = call.xp
+        w = call.inputs[1] if len(call.inputs) > 1 and call.inputs[1] is not None else None
+        b = call.inputs[2] if len(call.inputs) > 2 and call.inputs[2] is not None else None
+        cast = lambda v: None if v is None else xp.asarray(v, dtype=x.dtype)  # noqa: E731
+        return cast(w), cast(b)
+
+    def _stats(self, call, x):
+        xp = call.xp
+        axes = self._axes(call, x.ndim)
+        mean = x.mean(axis=axes, keepdims=True)
+        centred = x - mean
+        var = (centred * centred).mean(axis=axes, keepdims=True)
+        sigma = xp.sqrt(var + float(call.attrs.get("epsilon", 1e-5)))
+        return axes, centred, sigma
+
+    def forward(self, call):
+        x = call.inputs[0]
+        axes, centred, sigma = self._stats(call, x)
+        w, b = self._params(call, x)
+        y = centred / sigma
+        if w is not None:
+            y = y * w
+        if b is not None:
+            y = y + b
+        extra = len(call.node.outputs) - 1
+        if extra <= 0:
+            return (y,)
+        mean = x - centred
+        return (y, mean, 1.0 / sigma)[:1 + extra]
+
+    def vjp(self, call, grads):
+        x = call.inputs[0]
+        axes, centred, sigma = self._stats(call, x)
+        w, _ = self._params(call, x)
+        g = grads[0]
+        if w is not None:
+            g = g * w
+        xhat = centred / sigma
+        gx = (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True)) / sigma
+        return scatter_ports(len(call.inputs), (0,), [gx])
+
+    def linear_op(self, call):
+        """The layer with ``σ`` frozen at its forward value: linear in ``x`` (centring, scaling), plus the bias."""
+        x = call.inputs[0]
+        axes, _, sigma = self._stats(call, x)
+        w, b = self._params(call, x)
+
+        def forward(xs, p):
+            v = xs[0]
+            y = (v - v.mean(axis=axes, keepdims=True)) / sigma
+            if p.get("weight") is not None:
+                y = y * p["weight"]
+            return y if p.get("bias") is None else y + p["bias"]
+
+        def vjp(g, p):
+            if p.get("weight") is not None:
+                g = g * p["weight"]
+            g = g / sigma
+            return [g - g.mean(axis=axes, keepdims=True)]
+
+        return LinearOp(ports=(0,), inputs=[x], params={"weight": w, "bias": b}, forward=forward, vjp=vjp)
+
+
+@register_kernel("LayerNormalization", since=17)
+class LayerNormalizationKernel(LayerNormKernel):
+    """ONNX LayerNormalization over axes ``[axis, rank)``; the optional Mean / InvStdDev outputs are recomputed but
+    carry no relevance."""
+
+
+@register_kernel("LayerNorm", domain="onnxlrp", since=1)
+class FusedLayerNormKernel(LayerNormKernel):
+    """``onnxlrp::LayerNorm(x)`` with attributes ``axes`` and ``epsilon``: ``(x − mean x)/sqrt(var x + ε)``, the
+    canonizer's fusion of the decomposed pattern."""
