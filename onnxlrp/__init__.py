@@ -35,7 +35,7 @@ from . import errors, rules  # noqa: E402
 from .errors import OnnxLrpError  # noqa: E402
 from .explainer import Explainer, Explanation, explain  # noqa: E402
 from .methods import methods  # noqa: E402
-from . import cam, clrp, rap  # noqa: E402,F401  (they register their methods)
+from . import cam, clrp, rap, sign  # noqa: E402,F401  (they register their methods)
 from . import attnlrp  # noqa: E402,F401  (AttnLRP and CP-LRP)
 from .registry import register_kernel, registered  # noqa: E402
 

@@ -196,7 +196,10 @@ class StdxEpsilon(LinearRule):
         eps = (self.stdfactor * x.std(axis=axes, keepdims=True)).reshape((x.shape[0],) + (1,) * (r.ndim - 1))
         params = _params(op, lambda n, p: p, self.zero_params)
         z = op.forward(op.inputs, params)
-        return _pullback(op, r / stabilize(xp, z, eps), params, op.inputs, xp)
+        denominator = stabilize(xp, z, eps)  # exactly 0 only when eps = 0 (constant layer input) and z = 0
+        zero = denominator == 0
+        s = xp.where(zero, 0.0, r / xp.where(zero, 1.0, denominator)).astype(r.dtype, copy=False)
+        return _pullback(op, s, params, op.inputs, xp)
 
 
 @dataclass(frozen=True)

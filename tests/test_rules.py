@@ -84,3 +84,12 @@ def test_zero_params_drops_the_bias():
     no_bias = Epsilon(0.0, zero_params=("bias",)).propagate(kernel, call, (R_OUT.astype(float),))[0]
     assert no_bias.sum() == pytest.approx(R_OUT.sum())
     assert not np.allclose(with_bias, no_bias)
+
+
+def test_stdx_epsilon_is_finite_for_a_constant_input():
+    """std(x) = 0 gives eps = 0; an output with z = 0 then passes no relevance instead of NaN (ALGORITHMS 2.6)."""
+    kernel, call = dense_call(x=np.array([[1.0, 1.0, 1.0, 1.0]]), b=np.array([-1.75, 0.0, 0.0]))
+    r_in = StdxEpsilon(0.25).propagate(kernel, call, (R_OUT.astype(float),))[0]
+    assert np.isfinite(r_in).all()
+    expected = Epsilon(0.0).propagate(kernel, call, (R_OUT.astype(float),))[0]
+    np.testing.assert_allclose(r_in, expected)
