@@ -65,11 +65,11 @@ def _fuse_matmul_add(graph, nodes, constants, protected, log):
                 add = users[0]
                 other = add.inputs[1] if add.inputs[0] == n.outputs[0] else add.inputs[0]
                 bias = _const(graph, constants, other)
-                if bias is not None and bias.ndim <= 1 and bias.size in (1, weight.shape[1]):
+                if bias is not None and bias.squeeze().ndim <= 1 and bias.size in (1, weight.shape[1]):  # skl2onnx: (1, N)
                     name = f"{add.name}"
                     w_name, b_name = f"onnxlrp::{name}/weight", f"onnxlrp::{name}/bias"
                     constants[w_name] = weight
-                    constants[b_name] = np.broadcast_to(bias, (weight.shape[1],)).copy()
+                    constants[b_name] = np.broadcast_to(bias.reshape(-1), (weight.shape[1],)).copy()
                     out.append(Node(name=name, op_type="Dense", domain="onnxlrp", since=1,
                                     inputs=(n.inputs[0], w_name, b_name), outputs=add.outputs, attrs={},
                                     index=add.index))

@@ -1,4 +1,4 @@
-"""The ``onnxlrp`` command line: ``explain``, ``inspect`` and ``methods``.
+"""The ``onnxlrp`` command line: ``explain``, ``explain-text``, ``inspect`` and ``methods``.
 
 ``main(argv) -> int`` runs in-process (tests call it directly); ``python -m onnxlrp`` and the ``onnxlrp`` script
 call it too. Every error onnxlrp raises on purpose prints one line, ``onnxlrp: error: <first line>``, to stderr and
@@ -8,7 +8,8 @@ Exit codes: 0 ok; 1 internal error; 2 usage; 3 model file missing/unreadable/not
 checker or points to external data outside its folder; 5 op without a kernel; 6 input/output name missing or
 ambiguous; 7 array of the wrong shape or dtype; 8 target out of range; 9 unknown method or parameter; 10 NaN/inf;
 11 GPU backend unavailable; 12 image cannot be decoded; 13 output directory not writable; 15 input file missing or
-of an unknown kind; 16 labels file unusable; 130 interrupted (Ctrl-C).
+of an unknown kind; 16 labels file unusable; 17 optional dependency missing (tokenizers for explain-text); 18
+tokenizer file missing or unreadable; 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -222,6 +223,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(ins)
     ins.set_defaults(func=cmd_inspect)
 
+    txt = sub.add_parser(
+        "explain-text", help="explain a text classifier per token (needs its tokenizer.json)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Explain a text classifier exported to ONNX for one or more texts, token by token. The texts\n"
+                    "are tokenised with the model's tokenizer.json (the 'tokenizers' package: pip install\n"
+                    "'onnxlrp[text]'); relevance is computed for the token embeddings (the Gather that looks the\n"
+                    "ids up) and summed over the embedding axis. Prints each token's relevance; --html writes a page\n"
+                    "with the tokens coloured by signed relevance, --json prints everything as JSON.",
+        epilog="Example:\n"
+               "  onnxlrp explain-text classifier.onnx --tokenizer tokenizer.json \"I loved this film\" \\\n"
+               "      --labels labels.txt --html tokens.html")
+    txt.add_argument("model", metavar="MODEL", help="path of the .onnx file")
+    txt.add_argument("texts", metavar="TEXT", nargs="*", help="texts to explain (or use --file)")
+    txt.add_argument("--tokenizer", required=True, metavar="FILE", help="the model's tokenizer.json")
+    txt.add_argument("--file", metavar="FILE", help="read texts from FILE, one per line ('-' for standard input)")
+    txt.add_argument("-m", "--method", default="epsilon", help="method (default epsilon); see 'onnxlrp methods'")
+    txt.add_argument("-t", "--target", default="pred",
+                     help="class to explain: 'pred' (default), a class index, or a label name")
+    txt.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                     help="method parameter, repeatable")
+    txt.add_argument("--labels", metavar="FILE", help="text file with one class name per line")
+    txt.add_argument("--html", metavar="FILE", help="write the token view (self-contained HTML) to FILE")
+    txt.add_argument("--json", action="store_true", help="print JSON instead of text")
+    txt.add_argument("--embedding", metavar="TENSOR", help="the token-embedding tensor (default: found from the ids)")
+    txt.add_argument("--max-length", type=_positive_int, metavar="N", help="truncate texts to N tokens")
+    txt.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    txt.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    txt.add_argument("--output-name", metavar="NAME", help="model output to explain (needed when it has several)")
+    _add_common(txt)
+    txt.set_defaults(func=cmd_explain_text, command="explain-text")
+    parser.text_parser = txt  # main() parses explain-text with parse_intermixed_args (texts around options)
+
     met = sub.add_parser("methods", help="list every method with its parameters and defaults",
                          description="List every method with its parameters, defaults and a one-line description.")
     met.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -244,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as exc:  # usage error (2) or --help/--version (0)
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     try:
@@ -275,6 +308,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: internal error: {type(exc).__name__}: {_first_line(exc)} (run with --debug for the "
               f"traceback and please report it)", file=sys.stderr)
         return 1
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args``, except that ``explain-text``'s texts may stand before, between or after its options."""
+    global_opts = []
+    rest = list(argv)
+    while rest and rest[0] == "--debug":
+        global_opts.append(rest.pop(0))
+    if rest and rest[0] == "explain-text":
+        args = parser.text_parser.parse_intermixed_args(rest[1:])
+        args.debug = args.debug or bool(global_opts)
+        return args
+    return parser.parse_args(argv)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -390,14 +436,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     ops = [{"op_type": op, "count": n, "kernel": _kernel_status(op, op in on_path, registered)}
            for op, n in sorted(info["op_histogram"].items(), key=lambda kv: (-kv[1], kv[0]))]
     explained_output = ex.output_name
+    usable, unusable = method_coverage(ex)
     if args.json:
         doc = {"model": str(args.model), "info": info, "explained_input": ex.input_name,
                "explained_output": explained_output, "ops": ops,
+               "coverage": {"explainable": True, "methods": usable, "not_applicable": dict(unusable)},
                "relevance_path": [{"node": n, "op_type": op} for n, op in path], "method": method,
                "params": params, "rules": [{"node": n, "op_type": op, "rule": r} for n, op, r in rules]}
         print(json.dumps(_jsonable(doc), indent=2))
         return 0
     _print_header(args.model, info, ex.input_name, explained_output)
+    _print_coverage(usable, unusable)
     if args.output_name and args.output_name != explained_output:
         print(f"{'':<9} (--output-name {args.output_name!r} ends in a Softmax; its input, the logits, is explained)")
     _print_ops(ops)
@@ -408,6 +457,44 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for name, op, rule in rules:
         print(f"  {name:<{nw}}  {op:<{ow}}  {rule}")
     return 0
+
+
+def method_coverage(ex) -> tuple[list[str], list[tuple[str, str]]]:
+    """Which registered methods can explain this model: ``(usable names, [(name, reason), ...])``.
+
+    Decided without running the model: a method that assigns rules must be able to assign them to every node on the
+    relevance path (an LRP rule that cannot handle a node's category, RAP without a dense logit layer, ...); a CAM
+    method needs a convolution with a spatial output on the path (or a ``layer=``). Methods that need a parameter
+    without a default (``contrast=``) count as usable. Method families are checked through their base methods.
+    """
+    from onnxlrp.methods import METHODS
+    usable: list[str] = []
+    unusable: list[tuple[str, str]] = []
+    for name, method in METHODS.items():
+        try:
+            if method.assign is not None:
+                ex.rules_for(name)
+            if method.kind == "cam" and method.params.get("layer") is None:
+                from . import cam
+                cam.default_layer(ex)
+        except (MethodError, UnsupportedOpError) as exc:
+            if "contrast" in str(exc) and "needs" in str(exc):  # a required parameter, not an incompatibility
+                usable.append(name)
+            else:
+                unusable.append((name, _first_line(exc)))
+        except OnnxLrpError as exc:
+            unusable.append((name, _first_line(exc)))
+        else:
+            usable.append(name)
+    return usable, unusable
+
+
+def _print_coverage(usable: list[str], unusable: list[tuple[str, str]]) -> None:
+    total = len(usable) + len(unusable)
+    print(f"\ncoverage  explainable: yes, with {len(usable)} of {total} methods: {', '.join(usable)}")
+    for name, reason in unusable:
+        print(f"{'':<9} not with {name}: {reason}")
+    print(f"{'':<9} (method families, see 'onnxlrp methods', apply where their base method does)")
 
 
 def _kernel_status(op: str, on_path: bool, registered: dict) -> str:
@@ -435,11 +522,19 @@ def _inspect_unexplainable(args: argparse.Namespace, exc: UnsupportedOpError) ->
     registered = _engine().registered()
     ops = [{"op_type": op, "count": n, "kernel": "yes" if op in registered else "no kernel"}
            for op, n in sorted(hist.items(), key=lambda kv: (-kv[1], kv[0]))]
+    first = _first_line(exc)
+    missing = first.split("no usable kernel: ", 1)[1].rstrip(".") if "no usable kernel: " in first else first
     if args.json:
-        print(json.dumps(_jsonable({"model": str(args.model), "info": info, "ops": ops, "error": str(exc)}),
-                         indent=2))
+        print(json.dumps(_jsonable({"model": str(args.model), "info": info, "ops": ops,
+                                    "coverage": {"explainable": False, "methods": [], "missing": missing},
+                                    "error": str(exc)}), indent=2))
         return
     _print_header(args.model, info, args.input_name, args.output_name)
+    print(f"\ncoverage  explainable: no, with no method: on the relevance path without a kernel: {missing}")
+    for node in proto.graph.node:  # scikit-learn's ZipMap turns probabilities into maps: explain the tensor before it
+        if node.op_type == "ZipMap" and f"'{node.name}'" in first and node.input:
+            print(f"{'':<9} hint: ZipMap turns a tensor into a list of maps; explain the tensor before it with "
+                  f"--output-name {node.input[0]}")
     _print_ops(ops, note="kernel: whether onnxlrp has one for the op type")
     print(f"\nsupported op types: {', '.join(sorted(op for op in registered if not op.startswith('onnxlrp::')))}")
     print("(the nodes without a kernel are listed on stderr)")
@@ -482,6 +577,51 @@ def _print_ops(ops: list[dict], note: str = "kernel: yes = on the relevance path
     width = max([len(o["op_type"]) for o in ops] + [2])
     for o in ops:
         print(f"  {o['op_type']:<{width}}  {o['count']:>5}  kernel: {o['kernel']}")
+
+
+# ---------------------------------------------------------------------------------------------------- explain-text
+def cmd_explain_text(args: argparse.Namespace) -> int:
+    from . import text as textmod
+    methods = resolve_methods(args.method, args.sets)
+    if len(methods) != 1:
+        raise UsageError("explain-text takes one --method")
+    method, params = methods[0]
+    texts = list(args.texts)
+    if args.file:
+        try:
+            content = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputFileError(f"cannot read texts from {args.file!r}: {exc}") from exc
+        texts += [line for line in content.splitlines() if line.strip()]
+    if not texts:
+        raise UsageError("no text given: pass TEXT arguments or --file")
+    tx = textmod.TextExplainer(args.model, args.tokenizer, embedding=args.embedding, output_name=args.output_name,
+                               max_length=args.max_length, dtype=args.dtype, device=args.device)
+    shape = tx.explainer.output_shape
+    classes = shape[-1] if shape and isinstance(shape[-1], int) else None
+    labels = read_labels(args.labels, classes)
+    tx.label_names = labels
+    target = resolve_target(args.target, labels, classes, tx.explainer.output_name)
+    res = tx.explain(texts, method=method, target=target, **params)
+    if args.html:
+        fileio.write_text(Path(args.html), res.html(title=f"onnxlrp: {Path(args.model).name}, {method}"))
+    if args.json:
+        print(json.dumps(_jsonable(res.to_dict()), indent=2))
+        return 0
+    for i, item in enumerate(res.to_dict()["texts"]):
+        print(f"text {i + 1}: {item['text']!r}")
+        pred = item["predicted"]
+        print(f"  predicted {res.label(pred)}; explained {item['target_label']} (logit {item['logit']:.4g}, "
+              f"p={item['probability']:.3f}) with {method}; sum of token relevance {item['relevance_sum']:.4g}")
+        scale = max((abs(t["relevance"]) for t in item["tokens"]), default=0.0) or 1.0
+        width = max([len(t["token"]) for t in item["tokens"]] + [5])
+        for t in item["tokens"]:
+            r = t["relevance"]
+            bar = ("+" if r > 0 else "-") * int(round(20 * abs(r) / scale))
+            print(f"  {t['token']:<{width}}  {r:+.4e}  {bar}")
+    if args.html:
+        print(f"wrote {args.html}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------- explain

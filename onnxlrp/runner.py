@@ -31,7 +31,8 @@ class OrtRunner:
             elem = info.elem_type if info is not None and info.elem_type else onnx.TensorProto.FLOAT
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
             existing.add(name)
-        self.outputs = [o.name for o in model.graph.output]
+        # tensors only: a sequence or map output (scikit-learn's ZipMap) is never read by a kernel
+        self.outputs = [o.name for o in model.graph.output if o.type.WhichOneof("value") in (None, "tensor_type")]
         options = ort.SessionOptions()
         options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if optimize
                                             else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)

@@ -1,0 +1,432 @@
+"""Text explanations: per-token relevance for a text classifier exported to ONNX, with its ``tokenizer.json``.
+
+>>> import onnxlrp.text
+>>> tx = onnxlrp.text.TextExplainer("classifier.onnx", "tokenizer.json")
+>>> res = tx.explain(["a fine film", "a dull film"], method="epsilon")
+>>> res.tokens[0], res.relevance[0]          # tokens (special ones included) and one relevance per token
+>>> open("tokens.html", "w").write(res.html())
+
+How it works. Token ids are integers, so relevance cannot land on them; it lands on the *token embedding*, the
+output of the ``Gather`` that looks the ids up in the embedding table. The model is cut there: the ``Gather`` node is
+removed and its output becomes a float input of the model, the explained input; the other model inputs (ids, the
+attention mask, token types) are fed unchanged and carry no relevance, so position embeddings, attention masks and
+everything else computed from them are constants of the explanation. The relevance of a token is the sum of the
+relevance of its embedding vector over the embedding axis.
+
+The tokenizer is read with the ``tokenizers`` library (no network), an optional dependency:
+``pip install 'onnxlrp[text]'``. Model inputs are recognised by name as Hugging Face exports them: ``input_ids``
+(or the only integer input), ``attention_mask``, ``token_type_ids`` and ``position_ids``.
+"""
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from .errors import NameSelectionError, OnnxLrpError
+
+DEFAULT_METHOD = "epsilon"
+
+
+class MissingDependencyError(OnnxLrpError, ImportError):
+    """An optional dependency (``tokenizers`` for text explanations) is not installed."""
+
+    exit_code = 17
+
+
+class TokenizerError(OnnxLrpError, ValueError):
+    """The tokenizer file is missing or not a ``tokenizers`` JSON file."""
+
+    exit_code = 18
+
+
+class EmbeddingNotFoundError(OnnxLrpError, ValueError):
+    """No token-embedding lookup (``Gather`` of an embedding table by the token ids) was found in the model."""
+
+    exit_code = 6
+
+
+def _tokenizers():
+    try:
+        import tokenizers
+    except ImportError as exc:
+        raise MissingDependencyError("text explanations need the 'tokenizers' package: pip install 'onnxlrp[text]' "
+                                     "(or pip install tokenizers)") from exc
+    return tokenizers
+
+
+def load_tokenizer(tokenizer):
+    """A ``tokenizers.Tokenizer`` from a path to ``tokenizer.json`` (or one already loaded)."""
+    tokenizers = _tokenizers()
+    if isinstance(tokenizer, tokenizers.Tokenizer):
+        return tokenizer
+    path = os.fspath(tokenizer)
+    if not os.path.isfile(path):
+        raise TokenizerError(f"tokenizer file {path!r} does not exist" if not os.path.exists(path)
+                             else f"tokenizer {path!r} is not a file (give the path of tokenizer.json)")
+    try:
+        return tokenizers.Tokenizer.from_file(path)
+    except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exceptions
+        raise TokenizerError(f"cannot read tokenizer {path!r}: {str(exc).splitlines()[0] if str(exc) else exc} "
+                             "(expected a Hugging Face tokenizers JSON file, tokenizer.json)") from exc
+
+
+# ---------------------------------------------------------------------------------------------------- results
+@dataclass
+class TextExplanation:
+    """Result of :meth:`TextExplainer.explain`; lists have one entry per text.
+
+    ``tokens[i]``/``relevance[i]``/``special[i]`` cover the text's tokens without padding (special tokens such as
+    ``[CLS]`` included and flagged); ``relevance[i][k]`` is the summed relevance of token ``k``'s embedding.
+    ``embedding_relevance`` is the full ``(batch, tokens, embedding)`` array, padding included.
+    """
+
+    texts: list[str]
+    tokens: list[list[str]]
+    relevance: list[np.ndarray]
+    special: list[list[bool]]
+    offsets: list[list[tuple[int, int]]]
+    output: np.ndarray
+    target: np.ndarray
+    method: str
+    params: dict
+    embedding: str
+    output_name: str
+    embedding_relevance: np.ndarray
+    labels: list[str] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def label(self, k: int) -> str:
+        return self.labels[k] if self.labels is not None and 0 <= k < len(self.labels) else str(k)
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (what ``onnxlrp explain-text --json`` prints)."""
+        out = []
+        for i, text in enumerate(self.texts):
+            logits = np.asarray(self.output[i], dtype=np.float64).reshape(-1)
+            t = int(self.target[i])
+            out.append({
+                "text": text, "target": t, "target_label": self.label(t), "logit": float(logits[t]),
+                "predicted": int(logits.argmax()), "probability": float(_softmax(logits)[t]),
+                "relevance_sum": float(self.relevance[i].sum()),
+                "tokens": [{"token": tok, "relevance": float(r), "special": bool(s), "offsets": list(o)}
+                           for tok, r, s, o in zip(self.tokens[i], self.relevance[i], self.special[i],
+                                                   self.offsets[i])]})
+        return {"method": self.method, "params": self.params, "embedding": self.embedding,
+                "output": self.output_name, "texts": out}
+
+    def html(self, title: str = "onnxlrp: token relevance") -> str:
+        """A self-contained HTML page: each text's tokens coloured by signed relevance (red positive, blue
+        negative, white zero; scaled per text by its largest absolute token relevance); hover shows the value."""
+        return render_html(self, title)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def token_colour(value: float, scale: float) -> str:
+    """Signed colour map: ``-scale`` blue ``(59, 76, 192)``, 0 white, ``+scale`` red ``(180, 4, 38)``."""
+    a = 0.0 if scale <= 0 or not np.isfinite(value) else float(np.clip(value / scale, -1.0, 1.0))
+    end = (180, 4, 38) if a >= 0 else (59, 76, 192)
+    w = abs(a)
+    rgb = tuple(int(round(255 * (1 - w) + c * w)) for c in end)
+    return "#%02x%02x%02x" % rgb
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:60em}
+.sample{margin:0 0 1.6em 0;padding:0.8em 1em;border:1px solid #ddd;border-radius:6px}
+.meta{font-size:0.85em;color:#555;margin-bottom:0.5em}
+.tokens{font-size:1.15em;line-height:2.1em}
+.tok{padding:0.15em 0.2em;border-radius:3px}
+.special{font-size:0.7em;color:#666;font-variant:small-caps}
+.legend{font-size:0.8em;color:#555;margin-top:1em}
+.bar{display:inline-block;width:12em;height:0.8em;vertical-align:middle;
+background:linear-gradient(to right,#3b4cc0,#ffffff,#b40426);border:1px solid #ccc}
+"""
+
+
+def render_html(res: TextExplanation, title: str = "onnxlrp: token relevance") -> str:
+    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>",
+             f'<p class="meta">method <b>{html.escape(res.method)}</b>; relevance of each token = relevance of its '
+             f"embedding ({html.escape(res.embedding)}) summed over the embedding axis; explained output "
+             f"{html.escape(res.output_name)}.</p>"]
+    for i, text in enumerate(res.texts):
+        rel = np.asarray(res.relevance[i], dtype=np.float64)
+        scale = float(np.abs(rel).max()) if rel.size else 0.0
+        logits = np.asarray(res.output[i], dtype=np.float64).reshape(-1)
+        t = int(res.target[i])
+        pred = int(logits.argmax())
+        spans = []
+        prev_end = None
+        for tok, r, special, (start, end) in zip(res.tokens[i], rel, res.special[i], res.offsets[i]):
+            shown = tok
+            joined = prev_end is not None and not special and start == prev_end and end > start
+            if not special and end > start:
+                shown = text[start:end]
+                prev_end = end
+            elif special:
+                prev_end = None
+            sep = "" if joined or not spans else " "
+            cls = "tok special" if special else "tok"
+            spans.append(f'{sep}<span class="{cls}" style="background:{token_colour(r, scale)}" '
+                         f'title="{html.escape(tok)}: {r:+.4g}">{html.escape(shown)}</span>')
+        parts.append(
+            f'<div class="sample"><div class="meta">text {i + 1}: predicted <b>{html.escape(res.label(pred))}</b> '
+            f"(p={_softmax(logits)[pred]:.3f}); explained class <b>{html.escape(res.label(t))}</b>, logit "
+            f"{logits[t]:.4g}, sum of token relevance {rel.sum():.4g}, largest |relevance| {scale:.3g}</div>"
+            f'<div class="tokens">{"".join(spans)}</div></div>')
+    parts.append('<div class="legend">negative <span class="bar"></span> positive (each text scaled to its largest '
+                 "absolute token relevance; hover a token for its value)</div></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------- model cut
+INT_TYPES = {onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32}
+
+
+def _elem_np(elem_type: int):
+    return onnx.helper.tensor_dtype_to_np_dtype(elem_type)
+
+
+def _ancestors(graph: onnx.GraphProto, tensor: str) -> set[str]:
+    producer = {o: n for n in graph.node for o in n.output}
+    seen, stack = set(), [tensor]
+    while stack:
+        t = stack.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        node = producer.get(t)
+        if node is not None:
+            stack.extend(i for i in node.input if i)
+    return seen
+
+
+def find_embedding(model: onnx.ModelProto, ids_input: str) -> str:
+    """The output tensor of the first ``Gather`` (in node order) that looks the token ids up in a 2-D float
+    table (an initializer or a ``Constant``)."""
+    graph = model.graph
+    tables = {t.name: t for t in graph.initializer}
+    tables.update({n.output[0]: next((a.t for a in n.attribute if a.name == "value"), None)
+                   for n in graph.node if n.op_type == "Constant"})
+    for node in graph.node:
+        if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            continue
+        table = tables.get(node.input[0])
+        if table is None or len(table.dims) != 2 or table.data_type not in (
+                onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if axis == 0 and ids_input in _ancestors(graph, node.input[1]):
+            return node.output[0]
+    raise EmbeddingNotFoundError(
+        f"cannot find the token embedding: no Gather looks up {ids_input!r} in a 2-D embedding table; name the "
+        "embedding tensor with embedding= (--embedding)")
+
+
+def cut_at(model: onnx.ModelProto, tensor: str, shape: Sequence) -> onnx.ModelProto:
+    """A copy of ``model`` where ``tensor`` is a graph input (its producer removed) of the given shape."""
+    cut = onnx.ModelProto()
+    cut.CopyFrom(model)
+    graph = cut.graph
+    producer = next((n for n in graph.node if tensor in n.output), None)
+    if producer is None:
+        raise NameSelectionError(f"the model has no tensor named {tensor!r} produced by a node")
+    if len(producer.output) != 1:
+        raise NameSelectionError(f"cannot cut the model at {tensor!r}: its node {producer.name!r} has several outputs")
+    elem = _table_type(model, producer)
+    graph.node.remove(producer)
+    for vi in list(graph.value_info):
+        if vi.name == tensor:
+            graph.value_info.remove(vi)
+    graph.input.append(onnx.helper.make_tensor_value_info(tensor, elem, list(shape)))
+    return cut
+
+
+def _table_type(model: onnx.ModelProto, gather: onnx.NodeProto) -> int:
+    for t in model.graph.initializer:
+        if t.name == gather.input[0]:
+            return t.data_type
+    return onnx.TensorProto.FLOAT
+
+
+# ---------------------------------------------------------------------------------------------------- explainer
+class TextExplainer:
+    """Explain a text classifier exported to ONNX, per token.
+
+    Parameters
+    ----------
+    model : path, bytes or onnx.ModelProto
+    tokenizer : path of ``tokenizer.json`` or a ``tokenizers.Tokenizer``
+    embedding : str, optional
+        The token-embedding tensor relevance is computed for (default: the ``Gather`` output found from the ids).
+    output_name : str, optional
+        The explained output when the model has several (a final Softmax is skipped, as in ``Explainer``).
+    max_length : int, optional
+        Truncate longer texts (a model with a fixed sequence length pads and truncates to it anyway).
+    feeds : mapping, optional
+        Values for model inputs other than the ones filled from the tokenizer.
+    dtype, device, explain_softmax : as for :class:`onnxlrp.Explainer`.
+    labels : list of str, optional
+        Class names for the HTML view and JSON.
+    """
+
+    def __init__(self, model, tokenizer, *, embedding: str | None = None, output_name: str | None = None,
+                 max_length: int | None = None, feeds: Mapping | None = None, dtype: str = "float32",
+                 device: str = "cpu", explain_softmax: bool = False, labels: Sequence[str] | None = None):
+        from .explainer import Explainer
+        from .graph import Graph
+
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.label_names = list(labels) if labels is not None else None
+        graph = Graph(model)  # validates and loads (clear errors for missing/broken files)
+        self.model = graph.model
+        self.feeds = {k: np.asarray(v) for k, v in (feeds or {}).items()}
+        inputs = [i for i in self.model.graph.input
+                  if i.name not in {t.name for t in self.model.graph.initializer}]
+        self.roles = self._roles(inputs)
+        ids = self.roles["ids"]
+        self.ids_info = next(i for i in inputs if i.name == ids)
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                for d in self.ids_info.type.tensor_type.shape.dim]
+        if len(dims) != 2:
+            raise NameSelectionError(f"input {ids!r} should be (batch, tokens); it has {len(dims)} dimensions")
+        self.seq_len = dims[1] if isinstance(dims[1], int) and dims[1] > 0 else None
+        self.max_length = self.seq_len or max_length
+        self.embedding = embedding or find_embedding(self.model, ids)
+        gather = next((n for n in self.model.graph.node if self.embedding in n.output), None)
+        if gather is None:
+            raise NameSelectionError(f"the model has no tensor named {self.embedding!r} produced by a node")
+        self.width = self._embedding_width(gather)
+        shape = [d if isinstance(d, int) and d > 0 else (d or f"{ids}_dim{k}") for k, d in enumerate(dims)]
+        self.cut = cut_at(self.model, self.embedding, shape + [self.width])
+        self.explainer = Explainer(self.cut.SerializeToString(), input_name=self.embedding, output_name=output_name,
+                                   device=device, dtype=dtype, explain_softmax=explain_softmax)
+        probe = onnx.ModelProto()
+        probe.CopyFrom(self.model)
+        probe.graph.output.append(onnx.helper.make_tensor_value_info(self.embedding, _table_type(self.model, gather),
+                                                                     None))
+        import onnxruntime as ort
+        self._embed = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    # ------------------------------------------------------------------------------------------ model inputs
+    def _roles(self, inputs) -> dict[str, str]:
+        ints = [i for i in inputs if i.type.tensor_type.elem_type in INT_TYPES]
+        roles: dict[str, str] = {}
+        for i in ints:
+            low = i.name.lower()
+            if "mask" in low:
+                roles.setdefault("mask", i.name)
+            elif "type" in low or "segment" in low:
+                roles.setdefault("type", i.name)
+            elif "position" in low:
+                roles.setdefault("position", i.name)
+            elif "ids" in low or "input" in low or "token" in low:
+                roles.setdefault("ids", i.name)
+        if "ids" not in roles:
+            rest = [i.name for i in ints if i.name not in roles.values()]
+            if len(rest) != 1:
+                raise NameSelectionError(
+                    "cannot tell which model input takes the token ids: integer inputs are "
+                    f"{', '.join(repr(i.name) for i in ints) or 'none'}; name it input_ids")
+            roles["ids"] = rest[0]
+        known = set(roles.values()) | set(self.feeds)
+        other = [i.name for i in inputs if i.name not in known]
+        if other:
+            raise NameSelectionError(f"the model input {other[0]!r} is not filled by the tokenizer; pass it in "
+                                     "feeds=")
+        return roles
+
+    def _embedding_width(self, gather) -> int:
+        for t in self.model.graph.initializer:
+            if t.name == gather.input[0] and len(t.dims) == 2:
+                return int(t.dims[1])
+        for vi in list(self.model.graph.value_info) + list(self.model.graph.output):
+            if vi.name == gather.output[0]:
+                dims = vi.type.tensor_type.shape.dim
+                if dims and dims[-1].HasField("dim_value"):
+                    return int(dims[-1].dim_value)
+        raise EmbeddingNotFoundError(f"cannot tell the width of embedding {gather.output[0]!r}")
+
+    def encode(self, texts: Sequence[str]):
+        """Tokenise ``texts``: (encodings, model feeds with the ids, mask, token types and positions)."""
+        tok = self.tokenizer
+        if self.max_length is not None:
+            tok.enable_truncation(self.max_length)
+        pad = tok.padding
+        if self.seq_len is not None:
+            tok.enable_padding(length=self.seq_len, **self._pad_args(pad))
+        elif pad is None or pad.get("length") is not None:
+            tok.enable_padding(**self._pad_args(pad))
+        encodings = tok.encode_batch(list(texts))
+        feeds: dict[str, np.ndarray] = {}
+        arrays = {"ids": [e.ids for e in encodings], "mask": [e.attention_mask for e in encodings],
+                  "type": [e.type_ids for e in encodings]}
+        for role, name in self.roles.items():
+            info = next(i for i in self.model.graph.input if i.name == name)
+            dtype = INT_TYPES[info.type.tensor_type.elem_type]
+            if role == "position":
+                n, t = len(encodings), len(encodings[0].ids)
+                feeds[name] = np.broadcast_to(np.arange(t, dtype=dtype), (n, t)).copy()
+            else:
+                feeds[name] = np.asarray(arrays[role], dtype=dtype)
+        return encodings, {**feeds, **self.feeds}
+
+    def _pad_args(self, pad) -> dict:
+        if pad:
+            return {"pad_id": pad["pad_id"], "pad_token": pad["pad_token"], "pad_type_id": pad.get("pad_type_id", 0)}
+        vocab = self.tokenizer.get_vocab()
+        for token in ("[PAD]", "<pad>", "<PAD>", "[pad]"):
+            if token in vocab:
+                return {"pad_id": vocab[token], "pad_token": token}
+        return {"pad_id": 0, "pad_token": self.tokenizer.id_to_token(0) or "[PAD]"}
+
+    # ------------------------------------------------------------------------------------------ explain
+    def explain(self, texts: str | Sequence[str], method: str = DEFAULT_METHOD, target=None, **kwargs
+                ) -> TextExplanation:
+        """Explain one text or a list of texts. ``target``: ``None`` (predicted class), an int, or one per text;
+        further keyword arguments go to :meth:`onnxlrp.Explainer.explain` (method parameters, ``rules``, ...)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        if not texts:
+            raise NameSelectionError("no text to explain")
+        encodings, feeds = self.encode(texts)
+        (emb,) = self._embed.run([self.embedding], feeds)
+        ex = self.explainer
+        cut_inputs = {i.name for i in self.cut.graph.input} - {self.embedding}
+        side = {k: v for k, v in feeds.items() if k in cut_inputs}
+        res = ex.explain(np.asarray(emb, dtype=ex.dtype if ex.dtype == np.float64 else emb.dtype), method=method,
+                         target=target, feeds=side, **kwargs)
+        per_token = np.asarray(res.relevance, dtype=np.float64).sum(axis=-1)
+        tokens, rel, special, offsets = [], [], [], []
+        for i, enc in enumerate(encodings):
+            keep = [k for k, m in enumerate(enc.attention_mask) if m]
+            tokens.append([enc.tokens[k] for k in keep])
+            rel.append(per_token[i, keep])
+            special.append([bool(enc.special_tokens_mask[k]) for k in keep])
+            offsets.append([tuple(enc.offsets[k]) for k in keep])
+        return TextExplanation(texts=texts, tokens=tokens, relevance=rel, special=special, offsets=offsets,
+                               output=res.output, target=res.target, method=method, params=res.params,
+                               embedding=self.embedding, output_name=res.output_name,
+                               embedding_relevance=res.relevance, labels=self.label_names)
+
+
+def explain_text(model, tokenizer, texts, method: str = DEFAULT_METHOD, target=None, **kwargs) -> TextExplanation:
+    """One-call form: ``TextExplainer(model, tokenizer, ...).explain(texts, method, target, ...)``."""
+    ctor = {k: kwargs.pop(k) for k in ("embedding", "output_name", "max_length", "feeds", "dtype", "device",
+                                       "explain_softmax", "labels") if k in kwargs}
+    return TextExplainer(model, tokenizer, **ctor).explain(texts, method=method, target=target, **kwargs)
+
+
+__all__ = ["TextExplainer", "TextExplanation", "explain_text", "load_tokenizer", "render_html", "token_colour",
+           "find_embedding", "cut_at", "MissingDependencyError", "TokenizerError", "EmbeddingNotFoundError"]
