@@ -24,9 +24,9 @@ With ``epsilon → 0`` AttnLRP equals LXT's efficient Gradient×Input implementa
 with the target logit. Stabilisers here are sign-aware (``z + ε·sgn0(z)``); LXT adds an unsigned ε — the two agree
 as ε → 0 (the parity tests use a tiny ε).
 
-The LRP presets (``epsilon``, ``epsilon_plus``…) do not know the categories ``bilinear`` and ``layernorm`` and use
-the gradient there (what zennit does for an unhooked op); the rules below are registered in ``onnxlrp.rules.RULES``
-(``uniform_product``, ``softmax_dt``, ``stop``, ``layernorm_epsilon``) for per-node overrides.
+The LRP presets (``epsilon``, ``epsilon_plus``…) use :class:`UniformProduct` on ``bilinear`` nodes and
+:class:`LayerNormEpsilon` on ``layernorm`` nodes too (``presets.lrp_rules``); the rules below are registered in
+``onnxlrp.rules.RULES`` (``uniform_product``, ``softmax_dt``, ``stop``, ``layernorm_epsilon``) for per-node overrides.
 """
 from __future__ import annotations
 
