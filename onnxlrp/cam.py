@@ -61,6 +61,7 @@ import numpy as np
 
 from .contrast import Head, splice_after_output
 from .errors import MethodError
+from .explainer import class_indices
 from .imaging import image_layout_from_shape
 from .methods import Method, register_method
 
@@ -327,17 +328,7 @@ def _contrast_classes(contrast, n: int, classes: int, output_name: str) -> np.nd
     if contrast is None:
         raise MethodError("contrastive_grad_cam needs the contrast class: contrast=Q (one class index, or one per "
                           "sample) explains 'why the prediction rather than Q'")
-    q = np.asarray(contrast)
-    if q.dtype.kind not in "iu" or q.ndim > 1:
-        raise MethodError(f"contrast must be a class index or one per sample; got {contrast!r}")
-    q = np.broadcast_to(q, (n,)).astype(np.int64) if q.ndim == 0 else q.astype(np.int64)
-    if q.shape != (n,):
-        raise MethodError(f"contrast has {q.size} entries but the batch has {n} samples")
-    bad = q[(q < 0) | (q >= classes)]
-    if bad.size:
-        raise MethodError(f"contrast class {int(bad[0])} is out of range for output {output_name!r} with {classes} "
-                          f"classes (valid: 0..{classes - 1})")
-    return q
+    return class_indices(contrast, n, classes, output_name, "contrast", MethodError)
 
 
 def _class_axis(output) -> int:

@@ -33,6 +33,7 @@ import numpy as np
 
 from .contrast import dense_weights, final_dense, splice_dense_head
 from .errors import MethodError
+from .explainer import class_indices
 from .methods import Method, register_method
 from .presets import PRESETS, LayerRules, lrp_rules
 from .rules import Epsilon, StdxEpsilon, ZBox, ZPlus
@@ -60,13 +61,6 @@ def _assign(ex, params, head=None):
     return lrp_rules(nodes, categories, varying, clrp_layer_rules(params))
 
 
-def _per_sample(value, n: int, name: str) -> np.ndarray:
-    a = np.asarray(value)
-    if a.dtype.kind not in "iu":
-        raise MethodError(f"{name} must be a class index or one per sample; got {value!r}")
-    return np.broadcast_to(a, (n,)).astype(np.int64) if a.ndim == 0 else a.astype(np.int64)
-
-
 def _dual_head(ex, values, output, targets, variant: str, dual_seed: str, contrast):
     """Splice the dual concept's head; return ``(head, seed)`` with the seed on the head's output."""
     xp = ex.xp
@@ -78,9 +72,7 @@ def _dual_head(ex, values, output, targets, variant: str, dual_seed: str, contra
     score = xp.abs(output[rows, t])
     if contrast is not None or variant == "clrp2" or dual_seed == "splice_sum":
         if contrast is not None:
-            q = xp.asarray(_per_sample(contrast, n, "contrast"))
-            if int(q.min()) < 0 or int(q.max()) >= classes:
-                raise MethodError(f"contrast class out of range: the output has {classes} classes (0..{classes - 1})")
+            q = xp.asarray(class_indices(contrast, n, classes, ex.output_name, "contrast", MethodError))
             column, bias = w.T[q], (None if b is None else b[q])
             seed = xp.abs(output[rows, q]) if dual_seed == "abs_logits" else score
         elif variant == "clrp2":

@@ -234,20 +234,9 @@ class Explainer:
 
     def _targets(self, output, target) -> np.ndarray:
         out = to_numpy(output).reshape(output.shape[0], -1)
-        n, classes = out.shape
         if target is None:
             return out.argmax(axis=1)
-        t = np.asarray(target)
-        if t.dtype.kind not in "iu":
-            raise TargetError(f"target must be an int or one int per sample; got {target!r}")
-        t = np.broadcast_to(t, (n,)) if t.ndim == 0 else t
-        if t.shape != (n,):
-            raise TargetError(f"target has {t.size} entries but the batch has {n} samples")
-        bad = t[(t < 0) | (t >= classes)]
-        if bad.size:
-            raise TargetError(f"target {int(bad[0])} is out of range for output {self.output_name!r} with {classes} "
-                              f"classes (valid: 0..{classes - 1})")
-        return t.astype(np.int64)
+        return class_indices(target, out.shape[0], out.shape[1], self.output_name, "target", TargetError)
 
     def _seed(self, output, targets, mode: str):
         xp = self.xp
@@ -291,6 +280,22 @@ class Explainer:
         if relevance is None:
             relevance = self.xp.zeros(values[self.input_name].shape, dtype=self.dtype)
         return relevance, kept
+
+
+def class_indices(value, n: int, classes: int, output_name: str, what: str, error=TargetError) -> np.ndarray:
+    """``value`` (one class index, or one per sample) as an int64 array of ``n`` indices in ``[0, classes)``;
+    ``error(message)`` is raised otherwise (``what`` names the parameter: target, contrast)."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "iu" or a.ndim > 1:
+        raise error(f"{what} must be an int or one int per sample; got {value!r}")
+    a = np.broadcast_to(a, (n,)) if a.ndim == 0 else a
+    if a.shape != (n,):
+        raise error(f"{what} has {a.size} entries but the batch has {n} samples")
+    bad = a[(a < 0) | (a >= classes)]
+    if bad.size:
+        raise error(f"{what} {int(bad[0])} is out of range for output {output_name!r} with {classes} classes "
+                    f"(valid: 0..{classes - 1})")
+    return a.astype(np.int64)
 
 
 def explain(model, x, method: str = "epsilon_plus_flat", target=None, **kwargs) -> Explanation:

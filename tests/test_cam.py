@@ -265,7 +265,7 @@ def test_contrastive_needs_contrast(vgg):
         vgg.explain("contrastive_grad_cam", contrast=10)
     with pytest.raises(MethodError, match="batch has 3 samples"):
         vgg.explain("contrastive_grad_cam", contrast=[1, 2])
-    with pytest.raises(MethodError, match="class index"):
+    with pytest.raises(MethodError, match="contrast must be an int or one int per sample; got 1.5"):
         vgg.explain("contrastive_grad_cam", contrast=1.5)
 
 

@@ -199,7 +199,7 @@ def test_sglrp_equals_zennit_two_pass(setup):
 
 def test_contrastive_parameters_are_checked(setup):
     _, x, ex = setup
-    with pytest.raises(errors.MethodError, match="contrast class out of range"):
+    with pytest.raises(errors.MethodError, match="contrast 9 is out of range for output"):
         ex.explain(x.numpy(), method="clrp1", contrast=9)
     with pytest.raises(errors.MethodError, match="dual_seed must be one of"):
         ex.explain(x.numpy(), method="clrp1", dual_seed="paper")
