@@ -167,7 +167,7 @@ class Explainer:
                 if isinstance(want, int) and want > 0 and want != got:
                     raise InputShapeError(f"input {self.input_name!r} expects shape {_fmt_shape(expected)}; got "
                                           f"{tuple(x.shape)} (axis {axis} is {got}, not {want})")
-        if not bool(self.xp.isfinite(x).all()):
+        if not bool(np.isfinite(self._host(x)).all()):
             raise NonFiniteError(f"input {self.input_name!r} contains NaN or inf")
         return x
 
