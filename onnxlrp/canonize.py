@@ -201,20 +201,33 @@ def _rewrite(nodes, drop: set[str], new: Node):
     return sorted(out, key=lambda m: m.index)
 
 
-def _fuse_layernorm(graph, nodes, constants, protected, log):
+def _fuse_until_done(graph, nodes, constants, protected, log, rewrite):
+    """Apply ``rewrite(pattern, node) -> (new node, dropped node names, log line) | None`` until nothing matches
+    (the pattern index is rebuilt after each rewrite, since a rewrite changes producers and consumers)."""
     while True:
         pat = _Pattern(graph, nodes, constants, protected)
-        for div in nodes:
-            match = _match_layernorm(pat, div)
-            if match is not None:
-                x, axes, eps, drop = match
-                new = Node(name=div.name, op_type="LayerNorm", domain="onnxlrp", since=1, inputs=(x,),
-                           outputs=div.outputs, attrs={"axes": list(axes), "epsilon": eps}, index=div.index)
+        for node in nodes:
+            found = rewrite(pat, node)
+            if found is not None:
+                new, drop, line = found
                 nodes = _rewrite(nodes, drop, new)
-                log.append(f"fused a decomposed LayerNorm ending at {div.op_type} {div.name!r}")
+                log.append(line)
                 break
         else:
             return nodes
+
+
+def _fuse_layernorm(graph, nodes, constants, protected, log):
+    def rewrite(pat, div):
+        match = _match_layernorm(pat, div)
+        if match is None:
+            return None
+        x, axes, eps, drop = match
+        new = Node(name=div.name, op_type="LayerNorm", domain="onnxlrp", since=1, inputs=(x,),
+                   outputs=div.outputs, attrs={"axes": list(axes), "epsilon": eps}, index=div.index)
+        return new, drop, f"fused a decomposed LayerNorm ending at {div.op_type} {div.name!r}"
+
+    return _fuse_until_done(graph, nodes, constants, protected, log, rewrite)
 
 
 def _match_layernorm(pat, div):
@@ -264,19 +277,16 @@ def _match_layernorm(pat, div):
 
 
 def _fuse_erf_gelu(graph, nodes, constants, protected, log):
-    while True:
-        pat = _Pattern(graph, nodes, constants, protected)
-        for erf in nodes:
-            match = _match_erf_gelu(pat, erf) if erf.op_type == "Erf" and erf.domain == "" else None
-            if match is not None:
-                join, x, attrs, drop = match
-                new = Node(name=join.name, op_type="ErfGelu", domain="onnxlrp", since=1, inputs=(x,),
-                           outputs=join.outputs, attrs=attrs, index=join.index)
-                nodes = _rewrite(nodes, drop, new)
-                log.append(f"fused an Erf-based GELU ending at Mul {join.name!r}")
-                break
-        else:
-            return nodes
+    def rewrite(pat, erf):
+        match = _match_erf_gelu(pat, erf) if erf.op_type == "Erf" and erf.domain == "" else None
+        if match is None:
+            return None
+        join, x, attrs, drop = match
+        new = Node(name=join.name, op_type="ErfGelu", domain="onnxlrp", since=1, inputs=(x,),
+                   outputs=join.outputs, attrs=attrs, index=join.index)
+        return new, drop, f"fused an Erf-based GELU ending at Mul {join.name!r}"
+
+    return _fuse_until_done(graph, nodes, constants, protected, log, rewrite)
 
 
 def _match_erf_gelu(pat, erf):
@@ -344,19 +354,16 @@ def _fuse_silu(graph, nodes, constants, protected, log):
 
 
 def _fuse_softmax(graph, nodes, constants, protected, log):
-    while True:
-        pat = _Pattern(graph, nodes, constants, protected)
-        for div in nodes:
-            match = _match_softmax(pat, div) if div.op_type == "Div" and div.domain == "" else None
-            if match is not None:
-                x, axis, drop = match
-                new = Node(name=div.name, op_type="Softmax", domain="", since=13, inputs=(x,), outputs=div.outputs,
-                           attrs={"axis": axis}, index=div.index)
-                nodes = _rewrite(nodes, drop, new)
-                log.append(f"fused Exp/ReduceSum/Div ending at {div.name!r} into Softmax")
-                break
-        else:
-            return nodes
+    def rewrite(pat, div):
+        match = _match_softmax(pat, div) if div.op_type == "Div" and div.domain == "" else None
+        if match is None:
+            return None
+        x, axis, drop = match
+        new = Node(name=div.name, op_type="Softmax", domain="", since=13, inputs=(x,), outputs=div.outputs,
+                   attrs={"axis": axis}, index=div.index)
+        return new, drop, f"fused Exp/ReduceSum/Div ending at {div.name!r} into Softmax"
+
+    return _fuse_until_done(graph, nodes, constants, protected, log, rewrite)
 
 
 def _match_softmax(pat, div):
