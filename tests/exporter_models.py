@@ -2,7 +2,8 @@
 scikit-learn MLPs through skl2onnx, and the paths of the committed Keras fixtures and of a real ONNX file that a PyPI
 package ships.
 
-Every export is cached per process (``functools.lru_cache``): a model is exported once however many tests use it.
+Exports are cached per process (``functools.lru_cache``): a model is exported once however many tests use it; the
+largest (``UNCACHED``), each used by one test, are not held for the rest of the session.
 """
 from __future__ import annotations
 
@@ -54,9 +55,21 @@ def torchvision_model(name: str, seed: int = 0, bias_free: bool = False):
     from torch import nn
 
     torch.manual_seed(seed)
-    model = getattr(torchvision.models, name)(weights=None, num_classes=CLASSES).eval()
+    extra = {"image_size": SIZE} if name.startswith("vit_") else {}   # ViT: 2x2 patches of 16 + the class token
+    model = getattr(torchvision.models, name)(weights=None, num_classes=CLASSES, **extra).eval()
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
+        if name.startswith("vit_"):
+            # torchvision zero-initialises the head (every logit would be its bias, every gradient zero), the class
+            # token and the attention's input-projection bias. bias_free: the class token and the position
+            # embedding (additive constants) are zero too, so that nothing but the image carries relevance.
+            head = model.heads.head
+            head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * 0.05)
+            if bias_free:
+                model.class_token.zero_()
+                model.encoder.pos_embedding.zero_()
+            else:
+                model.class_token.copy_(torch.randn(model.class_token.shape, generator=gen) * 0.5)
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 n = module.num_features
@@ -74,6 +87,11 @@ def torchvision_model(name: str, seed: int = 0, bias_free: bool = False):
                 if module.bias is not None:
                     module.bias.copy_(torch.zeros_like(module.bias) if bias_free
                                       else torch.randn(module.bias.shape, generator=gen) * 0.1)
+            elif isinstance(module, nn.MultiheadAttention) and module.in_proj_bias is not None:
+                if bias_free:
+                    module.in_proj_bias.zero_()
+                else:
+                    module.in_proj_bias.copy_(torch.randn(module.in_proj_bias.shape, generator=gen) * 0.1)
             elif isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None:
                 if bias_free:
                     module.bias.zero_()
@@ -88,8 +106,24 @@ def example_input(seed: int = 0, size: int = SIZE):
     return torch.randn(BATCH, 3, size, size, generator=gen)
 
 
-@functools.lru_cache(maxsize=None)
+#: models whose ONNX is over 100 MB (ViT-B/16: 343 MB, ConvNeXt-Tiny: 112 MB), each used by a single test: exported
+#: afresh on each call instead of being held in memory for the rest of the session
+UNCACHED = frozenset({"vit_b_16", "convnext_tiny"})
+
+
 def exported(name: str, exporter: str, opset: int | None = None, bias_free: bool = False) -> bytes:
+    """:func:`export`, cached per process except for the models in :data:`UNCACHED`."""
+    if name in UNCACHED:
+        return export(name, exporter, opset, bias_free)
+    return _exported(name, exporter, opset, bias_free)
+
+
+@functools.lru_cache(maxsize=None)
+def _exported(name: str, exporter: str, opset: int | None, bias_free: bool) -> bytes:
+    return export(name, exporter, opset, bias_free)
+
+
+def export(name: str, exporter: str, opset: int | None = None, bias_free: bool = False) -> bytes:
     """Serialised ONNX of :func:`torchvision_model` for a fixed ``(2, 3, 32, 32)`` input.
 
     ``legacy``: the TorchScript exporter, ``torch.onnx.export(..., dynamo=False, opset_version=opset or 17)`` with

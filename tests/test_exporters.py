@@ -1,10 +1,12 @@
 """Models as each exporter writes them (issue 5, item 1), and the coverage report (item 4).
 
-* torchvision ResNet-18, DenseNet-121, MobileNet-V3-small, EfficientNet-B0 and ConvNeXt-Tiny (random weights, 32x32
-  inputs) from the PyTorch exporters: the TorchScript one (``dynamo=False``, opset 17, plus opsets 11 and 13 for
-  ResNet-18) and the torch.export one (``dynamo=True``, its newest opset); see ``ZOO`` for which model runs with
-  which. Gradient methods equal torch autograd on a float64 copy of the same weights (relative L2 <= 1e-5); LRP-0
-  conserves on bias-free copies (where the rules promise it) and equals input x gradient on ReLU networks.
+* torchvision ResNet-18, DenseNet-121, MobileNet-V3-small, EfficientNet-B0, ConvNeXt-Tiny and ViT-B/16 (random
+  weights, 32x32 inputs; ViT-B/16 at full depth and width with ``image_size=32``: 2x2 patches of 16 plus the class
+  token) from both PyTorch exporters: the TorchScript one (``dynamo=False``, opset 17, plus opsets 11 and 13 for
+  ResNet-18) and the torch.export one (``dynamo=True``, its newest opset); see ``ZOO``. Gradient methods equal torch
+  autograd on a float64 copy of the same weights (relative L2 <= 1e-5). Conservation is asserted where the rules
+  promise it, on bias-free copies: LRP-0 on the ReLU networks (where it also equals input x gradient), AttnLRP and
+  CP-LRP on ConvNeXt-Tiny (no Softmax), CP-LRP on ViT-B/16 (AttnLRP's Softmax rule does not conserve).
 * a Keras CNN through tf2onnx (committed fixtures, ``tools/make_keras_fixtures.py``): NHWC input and Transpose,
   BatchNorm as Mul/Add, MatMul+Add dense layers, Softmax in the graph; gradients equal TensorFlow's float64 ones.
 * scikit-learn ``MLPClassifier`` through skl2onnx at opsets 11, 13 and the newest, with and without ZipMap.
@@ -46,21 +48,33 @@ def xfail_needs(reason: str):
 #: and ConvNeXt-Tiny at ``LayerNormalization`` and the ``Erf`` of its decomposed GELU.
 NEEDS: dict[tuple[str, str], str] = {}
 
-#: (model, exporter, variant). ``random``: BatchNorm statistics/shifts and biases randomised; ``bias_free``: every
-#: bias, BatchNorm shift and running mean zero, so that LRP-0 must conserve (asserted for the ReLU networks).
-#: To stay within the time budget DenseNet-121, EfficientNet-B0 (the dynamo graph has the same Sigmoid/Mul gates)
-#: and ConvNeXt-Tiny (its dynamo export alone takes ~30 s; that graph has LayerNormalization, Gelu and a Gather for
-#: the layer scale) run with the TorchScript exporter only; ResNet-18 and MobileNet-V3 with both.
+#: (model, exporter, variant). ``random``: BatchNorm statistics/shifts, LayerNorm affine parameters and biases
+#: randomised; ``bias_free``: every bias, BatchNorm shift and running mean, LayerNorm shift (and for the ViT the class
+#: token and position embedding) zero, so that relevance has nowhere to go but the input: conservation is asserted
+#: for the methods in ``CONSERVING``. Every model runs with both exporters, one export each.
+#: Biases, LayerNorm shifts and the ViT's class token and position embedding absorb relevance, so conservation is not
+#: asserted on the ``random`` variants; nor for AttnLRP on the ViT (its Softmax rule, Prop. 3.1, does not conserve),
+#: nor for the LRP presets (epsilon/z+ stabilisers).
 ZOO = [
     ("resnet18", "legacy", "random"),
     ("resnet18", "dynamo", "bias_free"),
     ("densenet121", "legacy", "bias_free"),
+    ("densenet121", "dynamo", "bias_free"),
     ("mobilenet_v3_small", "legacy", "random"),
     ("mobilenet_v3_small", "dynamo", "random"),
     ("efficientnet_b0", "legacy", "random"),
+    ("efficientnet_b0", "dynamo", "random"),
     ("convnext_tiny", "legacy", "random"),
+    ("convnext_tiny", "dynamo", "bias_free"),
+    ("vit_b_16", "legacy", "random"),
+    ("vit_b_16", "dynamo", "bias_free"),
 ]
 RELU_NETS = {"resnet18", "densenet121"}
+#: model -> methods that conserve (ε = 0) on its bias-free variant
+CONSERVING = {"resnet18": ("lrp0",), "densenet121": ("lrp0",), "convnext_tiny": ("attnlrp", "cp_lrp"),
+              "vit_b_16": ("cp_lrp",)}
+#: model -> the method of the float32 run (default ``epsilon_plus_flat``)
+FLOAT32_METHOD = {"vit_b_16": "attnlrp"}
 
 
 def zoo_params():
@@ -99,15 +113,19 @@ def test_zoo_model_explains_and_gradients_equal_autograd(name, exporter, variant
     x = em.example_input().numpy().astype(np.float64)
     ex = check_gradients(data, model, x)
     if name in RELU_NETS:
-        res = ex.explain(x, method="lrp0")
+        lrp0 = ex.explain(x, method="lrp0").relevance
         ixg = ex.explain(x, method="input_x_gradient").relevance
-        assert rel(res.relevance, ixg) <= 1e-8
-        if bias_free:
+        assert rel(lrp0, ixg) <= 1e-8
+    if bias_free:
+        for method in CONSERVING[name]:
+            params = {} if method == "lrp0" else {"epsilon": 0.0, "product_epsilon": 0.0}
+            res = ex.explain(x, method=method, **params)
             logit = res.output[np.arange(len(x)), res.target]
             sums = res.relevance.reshape(len(x), -1).sum(axis=1)
-            assert np.abs(sums - logit).max() <= TOL * np.abs(logit).max(), (sums, logit)
-    # the everyday path: float32, onnxruntime forward, an LRP preset
-    res = onnxlrp.Explainer(data).explain(x.astype(np.float32), method="epsilon_plus_flat")
+            assert np.abs(sums - logit).max() <= TOL * np.abs(logit).max(), (method, sums, logit)
+    del ex                                                  # ViT-B/16 in float64: ~0.7 GB of weights
+    # the everyday path: float32, onnxruntime forward, an LRP preset (AttnLRP for the ViT)
+    res = onnxlrp.Explainer(data).explain(x.astype(np.float32), method=FLOAT32_METHOD.get(name, "epsilon_plus_flat"))
     assert res.relevance.shape == x.shape and np.isfinite(res.relevance).all() and np.abs(res.relevance).sum() > 0
 
 
