@@ -82,7 +82,8 @@ class TextExplanation:
 
     ``tokens[i]``/``relevance[i]``/``special[i]`` cover the text's tokens without padding (special tokens such as
     ``[CLS]`` included and flagged); ``relevance[i][k]`` is the summed relevance of token ``k``'s embedding.
-    ``embedding_relevance`` is the full ``(batch, tokens, embedding)`` array, padding included.
+    ``embedding_relevance`` is the full ``(batch, tokens, embedding)`` array, padding included; ``intermediate``
+    the relevance of the tensors named with ``keep=`` (as in :meth:`onnxlrp.Explainer.explain`).
     """
 
     texts: list[str]
@@ -99,6 +100,7 @@ class TextExplanation:
     embedding_relevance: np.ndarray
     labels: list[str] | None = None
     extra: dict = field(default_factory=dict)
+    intermediate: dict = field(default_factory=dict)
 
     def label(self, k: int) -> str:
         return self.labels[k] if self.labels is not None and 0 <= k < len(self.labels) else str(k)
@@ -146,6 +148,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;c
 .tokens{font-size:1.15em;line-height:2.1em}
 .tok{padding:0.15em 0.2em;border-radius:3px}
 .special{font-size:0.7em;color:#666;font-variant:small-caps}
+.dark{color:#fff}
 .legend{font-size:0.8em;color:#555;margin-top:1em}
 .bar{display:inline-block;width:12em;height:0.8em;vertical-align:middle;
 background:linear-gradient(to right,#3b4cc0,#ffffff,#b40426);border:1px solid #ccc}
@@ -177,6 +180,8 @@ def render_html(res: TextExplanation, title: str = "onnxlrp: token relevance") -
                 prev_end = None
             sep = "" if joined or not spans else " "
             cls = "tok special" if special else "tok"
+            if scale > 0 and np.isfinite(r) and abs(r) > 0.55 * scale:  # white text on a saturated background
+                cls += " dark"
             spans.append(f'{sep}<span class="{cls}" style="background:{token_colour(r, scale)}" '
                          f'title="{html.escape(tok)}: {r:+.4g}">{html.escape(shown)}</span>')
         parts.append(
@@ -418,7 +423,8 @@ class TextExplainer:
         return TextExplanation(texts=texts, tokens=tokens, relevance=rel, special=special, offsets=offsets,
                                output=res.output, target=res.target, method=method, params=res.params,
                                embedding=self.embedding, output_name=res.output_name,
-                               embedding_relevance=res.relevance, labels=self.label_names)
+                               embedding_relevance=res.relevance, labels=self.label_names,
+                               intermediate=dict(res.intermediate))
 
 
 def explain_text(model, tokenizer, texts, method: str = DEFAULT_METHOD, target=None, **kwargs) -> TextExplanation:

