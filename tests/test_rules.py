@@ -13,8 +13,8 @@ from tests.onnx_builders import make_model
 
 W = np.array([[0.5, -1, 0.25, 2], [-0.75, 0.5, 1, -0.5], [1.5, 0.25, -2, 0.75]])
 B = np.array([0.1, -0.2, 0.05])
-X = np.array([[1, -0.5, 2, 0]])
-R_OUT = np.array([[1, -0.5, 2]])
+X = np.array([[1, -0.5, 2, 0]], dtype=float)
+R_OUT = np.array([[1, -0.5, 2]], dtype=float)
 
 GOLDEN = [
     (Epsilon(1e-6), [-0.383799, 0.565837, 2.169296, 0]),

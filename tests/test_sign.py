@@ -30,6 +30,7 @@ from onnxlrp.registry import Call, resolve
 from onnxlrp.rules import StdxEpsilon
 from onnxlrp.sign import AlphaBetaINN, Sign, SignMu, Z, _number
 from tests.onnx_builders import make_model
+from tests.test_rules import R_OUT, X, dense_call  # the one-dense-layer fixture of ALGORITHMS.md A.1
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -461,20 +462,6 @@ def test_stdx_limits_and_per_sample_std(case):
 
 
 # ---------------------------------------------------------------------------------------------- rules
-
-
-W = np.array([[0.5, -1, 0.25, 2], [-0.75, 0.5, 1, -0.5], [1.5, 0.25, -2, 0.75]])
-B = np.array([0.1, -0.2, 0.05])
-X = np.array([[1, -0.5, 2, 0]], dtype=float)
-R_OUT = np.array([[1, -0.5, 2]], dtype=float)
-
-
-def dense_call(x=X, w=W, b=B):
-    model = make_model([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], [("x", [1, 4])], [("y", [1, 3])],
-                       {"w": w.astype(np.float32), "b": b.astype(np.float32)})
-    node = Graph(model).nodes[0]
-    return resolve(node), Call(node, (np.asarray(x, float), np.asarray(w, float), np.asarray(b, float)), (),
-                               (True, False, False), np)
 
 
 GOLDEN = [  # ALGORITHMS.md Appendix A.1
