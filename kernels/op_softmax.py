@@ -1,6 +1,6 @@
 """Softmax and LogSoftmax. By default the explainer explains the logits feeding a final Softmax; these kernels are
-used when the probabilities themselves are explained (gradient methods use the exact VJP; LRP presets pass the
-class relevance to its logit, category ``softmax``)."""
+used inside a graph (attention) or when the probabilities themselves are explained (gradient methods use the exact
+VJP; the LRP presets and AttnLRP use the softmax rule ``onnxlrp.attnlrp.SoftmaxDT``, category ``softmax``)."""
 from __future__ import annotations
 
 import math

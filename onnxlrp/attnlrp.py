@@ -11,7 +11,7 @@ affine, batchnorm               scalings are the identity)
 layernorm                       ε-rule with σ held constant (LXT                 same
                                 ``layer_norm_grad_fn``: identity on ``1/σ``)
 activation (GELU, SiLU, Exp…)   identity                                         same
-softmax                         Prop. 3.1: ``R_x = x ⊙ (R − s Σ R)``             stop (no relevance)
+softmax (Softmax, LogSoftmax)   Prop. 3.1: ``R_x = x ⊙ (R − s Σ R)``             stop (no relevance)
 bilinear MatMul (``QKᵀ, A·V``)  uniform ε-rule: ``R_k = x_k ⊙ J_kᵀ(R/(2·O))``    gate operand (from Softmax /
                                                                                  Sigmoid) constant: the other
                                                                                  operand gets the ε-rule
@@ -24,8 +24,9 @@ With ``epsilon → 0`` AttnLRP equals LXT's efficient Gradient×Input implementa
 with the target logit. Stabilisers here are sign-aware (``z + ε·sgn0(z)``); LXT adds an unsigned ε — the two agree
 as ε → 0 (the parity tests use a tiny ε).
 
-The LRP presets (``epsilon``, ``epsilon_plus``…) use :class:`UniformProduct` on ``bilinear`` nodes and
-:class:`LayerNormEpsilon` on ``layernorm`` nodes too (``presets.lrp_rules``); the rules below are registered in
+The LRP presets (``epsilon``, ``epsilon_plus``…) use :class:`UniformProduct` on ``bilinear`` nodes,
+:class:`SoftmaxDT` on ``softmax`` nodes and :class:`LayerNormEpsilon` on ``layernorm`` nodes too
+(``presets.lrp_rules``); the rules below are registered in
 ``onnxlrp.rules.RULES`` (``uniform_product``, ``softmax_dt``, ``stop``, ``layernorm_epsilon``) for per-node overrides.
 """
 from __future__ import annotations
@@ -79,19 +80,26 @@ class UniformProduct(Rule):
 
 @dataclass(frozen=True)
 class SoftmaxDT(Rule):
-    """AttnLRP softmax rule (Prop. 3.1, DTD with bias): ``R_x = x ⊙ (R − s ⊙ Σ_axis R)``; ``x = −inf`` entries
-    (masks) count as 0. Not conservative: ``ΣR_x = Σ x⊙R − (x·s) ΣR``."""
+    """AttnLRP softmax rule (Prop. 3.1, DTD with bias): ``R_x = x ⊙ Jᵀ(R / y)`` with ``J`` the Jacobian at ``x``;
+    ``x = −inf`` entries (masks) count as 0. Not conservative.
+
+    * Softmax (``y = s``): ``R_x = x ⊙ (R − s ⊙ Σ_axis R)`` (no division), ``ΣR_x = Σ x⊙R − (x·s) ΣR``.
+    * LogSoftmax (``y = log s``): the same first-order rule, ``R_x = x ⊙ (v − s ⊙ Σ_axis v)`` with
+      ``v = R / (y + ε·sgn0(y))``. Seeded with the target's log-probability ``R = y_c e_c`` this is gradient × input
+      of ``log p_c``: ``R_x = x ⊙ (e_c − s)``.
+    """
+
+    epsilon: float = 1e-12
 
     applies_to = frozenset({"softmax"})
 
     def propagate(self, kernel, call, relevance):
         xp, x = call.xp, call.inputs[0]
-        if getattr(kernel, "log", False):
-            raise RuleNotApplicableError(f"rule {self.describe()} applies to Softmax, not LogSoftmax "
-                                         f"({call.node.name!r})")
         v, axis = kernel._axis_view(call, x)
         s = kernel._softmax(xp, v, axis)
         r = relevance[0].reshape(v.shape)
+        if getattr(kernel, "log", False):
+            r = divide(xp, r, xp.log(s), self.epsilon)
         v0 = xp.where(xp.isinf(v), 0.0, v).astype(v.dtype, copy=False)
         out = v0 * (r - s * r.sum(axis=axis, keepdims=True))
         return scatter_ports(len(call.inputs), (0,), [out.reshape(x.shape)])

@@ -37,6 +37,7 @@ from .progress import Progress
 
 PROG = "onnxlrp"
 DEFAULT_METHOD = "epsilon_plus_flat"
+TEXT_METHOD = "attnlrp"
 INTERRUPTED_EXIT = 130
 
 
@@ -238,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     txt.add_argument("texts", metavar="TEXT", nargs="*", help="texts to explain (or use --file)")
     txt.add_argument("--tokenizer", required=True, metavar="FILE", help="the model's tokenizer.json")
     txt.add_argument("--file", metavar="FILE", help="read texts from FILE, one per line ('-' for standard input)")
-    txt.add_argument("-m", "--method", default="epsilon", help="method (default epsilon); see 'onnxlrp methods'")
+    txt.add_argument("-m", "--method", default=TEXT_METHOD,
+                     help=f"method (default {TEXT_METHOD}); see 'onnxlrp methods'")
     txt.add_argument("-t", "--target", default="pred",
                      help="class to explain: 'pred' (default), a class index, or a label name")
     txt.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",

@@ -1,10 +1,12 @@
 """LRP presets (zennit's composites, same names and defaults) and their assignment of rules to nodes.
 
 Nodes are grouped by category (see ``onnxlrp.registry.Kernel``). Every LRP preset shares zennit's base map:
-activations, BatchNorm (when not folded), constant shifts/scalings and a Softmax pass relevance through (``Pass``),
-residual sums and average pooling split it proportionally (``Norm``), products of two activations (attention,
-gates) split it evenly (AttnLRP's uniform rule), LayerNorm treats its normalisation as constant (AttnLRP), max-pooling
-and reshapes use the gradient.
+activations, BatchNorm (when not folded) and constant shifts/scalings pass relevance through (``Pass``), residual
+sums and average pooling split it proportionally (``Norm``), max-pooling and reshapes use the gradient. For the
+transformer parts zennit has no rule, so the presets take AttnLRP's (``onnxlrp.attnlrp``): products of two
+activations (attention, gates) split relevance evenly, Softmax/LogSoftmax use the softmax rule of Prop. 3.1 and
+LayerNorm/RMSNorm treat their normalisation as constant. (Passing relevance through an attention Softmax and then
+splitting the product ``QKᵀ`` divides by near-zero attention scores: relevance diverges, up to 1e8 on MiniLM.)
 The preset picks the rules for convolutions, dense layers and the first layer.
 
 "First layer" is defined on the graph: a Conv/dense node with no other Conv/dense node between it and the explained
@@ -132,9 +134,9 @@ def first_layers(nodes: list[Node], categories: Mapping[str, str], varying: set[
 
 def lrp_rules(nodes, categories, varying, layer_rules: LayerRules) -> dict[str, Rule]:
     """Assign rules to every node on the path (zennit's base map plus the preset's layer rules)."""
-    from .attnlrp import LayerNormEpsilon, UniformProduct  # attnlrp imports this module
+    from .attnlrp import LayerNormEpsilon, SoftmaxDT, UniformProduct  # attnlrp imports this module
     norm = Norm(layer_rules.stabilizer)
-    base = {"activation": Pass(), "batchnorm": Pass(), "affine": Pass(), "softmax": Pass(),
+    base = {"activation": Pass(), "batchnorm": Pass(), "affine": Pass(), "softmax": SoftmaxDT(),
             "sum": norm, "avgpool": norm, "conv": layer_rules.conv, "dense": layer_rules.dense,
             "bilinear": UniformProduct(), "layernorm": LayerNormEpsilon(layer_rules.stabilizer)}
     firsts = (first_layers(nodes, categories, varying, layer_rules.first_categories)

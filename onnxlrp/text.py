@@ -29,7 +29,7 @@ import onnx
 
 from .errors import NameSelectionError, OnnxLrpError
 
-DEFAULT_METHOD = "epsilon"
+DEFAULT_METHOD = "attnlrp"  # the transformer rules (LXT); see onnxlrp.attnlrp
 
 
 class MissingDependencyError(OnnxLrpError, ImportError):

@@ -292,4 +292,6 @@ def test_tiny_bert_per_token_relevance(tmp_path, tokenizer_path):
     for i in range(2):
         want = per_token[i, mask[i].bool().numpy()]
         assert np.linalg.norm(res.relevance[i] - want) <= 1e-5 * np.linalg.norm(want)
-    assert np.isfinite(tx.explain(TEXTS).relevance[0]).all()
+    default = tx.explain(TEXTS)
+    assert default.method == "attnlrp" and np.isfinite(default.relevance[0]).all()
+    np.testing.assert_allclose(default.embedding_relevance, tx.explain(TEXTS, method="attnlrp").embedding_relevance)

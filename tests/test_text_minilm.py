@@ -31,6 +31,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("torch")
 
 from onnxlrp.cli import main as cli_main  # noqa: E402
+from onnxlrp.presets import PRESETS  # noqa: E402
 from onnxlrp.text import TextExplainer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,13 +57,14 @@ def test_tool_writes_model_tokenizer_and_metrics(example):
     assert metrics["test_accuracy"] >= 0.85  # held-out sentences with sentiment words the head never saw
 
 
-def test_explain_text_cli_attnlrp(example, capsys):
+def test_explain_text_cli_default_attnlrp(example, capsys):
     html_path = example / "tokens.html"
     rc = cli_main(["explain-text", str(example / "minilm_sentiment.onnx"), "--tokenizer",
                    str(example / "tokenizer.json"), "--labels", str(example / "labels.txt"), *TEXTS,
-                   "--method", "attnlrp", "--html", str(html_path), "--json"])
+                   "--html", str(html_path), "--json"])  # the default method for text is attnlrp
     assert rc == 0
     data = json.loads(capsys.readouterr().out)
+    assert data["method"] == "attnlrp"
     assert [t["target_label"] for t in data["texts"]] == ["negative", "positive"]
     page = html_path.read_text()
     spans = re.findall(r'<span class="tok[^"]*" style="background:#[0-9a-f]{6}" title="[^"]*">([^<]*)</span>', page)
@@ -75,6 +77,28 @@ def test_explain_text_cli_attnlrp(example, capsys):
         top = text["tokens"][int(rel.argmax())]["token"]
         assert top in SENTIMENT, (text["text"], top)
     assert "wonderful" in [htmlmod.unescape(s) for s in spans]
+
+
+LRP_FOR_TEXT = sorted(set(PRESETS) - {"flat"}) + ["attnlrp", "cp_lrp"]
+
+
+def test_every_lrp_method_stays_bounded_on_minilm(example):
+    """Regression: the LRP presets once passed relevance through the attention Softmax unchanged and split ``QKᵀ``
+    by its near-zero scores, so ``epsilon`` reached |R| = 2.8e8 on "The acting was wonderful…". With AttnLRP's
+    softmax rule every preset stays within the logit on the four README sentences (float32, the default). ``flat``
+    on every layer is left out: its relevance is unrelated to the activations, and the product and LayerNorm
+    rules divide by them (it is meant for a first layer, as in ``epsilon_plus_flat``)."""
+    tx = TextExplainer(str(example / "minilm_sentiment.onnx"), str(example / "tokenizer.json"))
+    texts = (example / "examples.txt").read_text().split("\n")[:4]
+    for method in LRP_FOR_TEXT:
+        res = tx.explain(texts, method=method)
+        for i, t in enumerate(res.target):
+            z, rel = abs(float(res.output[i, t])), res.relevance[i]
+            assert np.isfinite(rel).all(), method
+            assert np.abs(rel).max() <= z and abs(rel.sum()) <= 1.5 * z, (method, texts[i], np.abs(rel).max(), z)
+        if method in ("epsilon", "attnlrp"):
+            top = [res.tokens[i][int(np.argmax(res.relevance[i]))] for i in range(len(texts))]
+            assert top == ["wonderful", "terrible", "delicious", "rude"], (method, top)
 
 
 def test_attnlrp_relevance_sums(example):

@@ -192,6 +192,34 @@ def test_softmax_and_uniform_matmul_rules():
     assert ra.shape == a[..., :1].shape and ra.sum() == pytest.approx(r.sum() / 2)
 
 
+def test_log_softmax_rule_is_gradient_x_input_of_the_log_probability():
+    """The softmax rule on LogSoftmax (``x ⊙ Jᵀ(R/y)``): seeded with ``y_c e_c`` it gives ``x ⊙ (e_c − s)``, i.e.
+    gradient × input of ``log p_c``. End to end: a dense layer + LogSoftmax explained with ``explain_softmax=True``
+    (attnlrp and the presets) puts exactly that on the logits."""
+    from onnxlrp.attnlrp import SoftmaxDT
+    g = np.random.default_rng(2)
+    x = g.normal(size=(2, 5))
+    s = np.exp(x) / np.exp(x).sum(1, keepdims=True)
+    seed = np.zeros_like(x)
+    seed[[0, 1], [3, 1]] = np.log(s[[0, 1], [3, 1]])
+    (rx,) = SoftmaxDT().propagate(*_call("LogSoftmax", [x], [True], {"axis": 1}), (seed,))
+    want = x * (np.eye(5)[[3, 1]] - s)
+    np.testing.assert_allclose(rx, want, rtol=1e-12)
+    w, b = g.normal(size=(4, 5)).astype(np.float32), g.normal(size=5).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["logits"], name="dense"),
+             helper.make_node("LogSoftmax", ["logits"], ["logp"], name="logsoftmax", axis=1)]
+    model = make_model(nodes, [("x", (None, 4))], [("logp", (None, 5))], {"w": w, "b": b})
+    inputs = g.normal(size=(2, 4))
+    logits = inputs @ w.astype(np.float64) + b
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    ex = onnxlrp.Explainer(model, dtype="float64", explain_softmax=True)
+    for method in ("attnlrp", "epsilon", "epsilon_plus"):
+        res = ex.explain(inputs, method, target=[3, 1], keep=["logits"])
+        np.testing.assert_allclose(res.intermediate["logits"], logits * (np.eye(5)[[3, 1]] - p), rtol=1e-9,
+                                   err_msg=method)
+        assert np.isfinite(res.relevance).all()
+
+
 def test_layernorm_identity_and_constant_factor_rules():
     """§7.30: LN rule ΣR_x = Σ R (y − b)/(y + ε); identity rules R_in == R_out; a product with one constant factor
     gives the whole R to the other."""
