@@ -5,7 +5,8 @@ The BERT/ViT references come from ``tests/transformer_reference.py`` run in a su
 transformers and torch's LayerNorm/GELU/MultiheadAttention process-wide). BERT is explained with respect to its
 input embeddings (``inputs_embeds``): the engine explains floating-point inputs, and the relevance of a token is the
 sum over the hidden axis (LXT quickstart). LXT ships an AttnLRP patch map for BERT and only a CP-LRP map for
-torchvision's ViT, so the ViT is compared under CP-LRP.
+torchvision's ViT; the ViT's AttnLRP reference applies LXT's own attention rule to ``nn.MultiheadAttention``
+(``transformer_reference.py``).
 
 Parity is in float64 with ε → 0 (LXT's efficient implementation is the ε = 0 limit of its explicit rules).
 """
@@ -87,7 +88,7 @@ def test_bert_gradients_equal_autograd(ref, name):
 
 
 @needs_reference
-def test_vit_cp_lrp_equals_lxt_and_gradients_equal_autograd(ref):
+def test_vit_cp_lrp_and_attnlrp_equal_lxt_and_gradients_equal_autograd(ref):
     _, data = ref
     ex = onnxlrp.Explainer(_model(ref, "vit"), dtype="float64")
     x, t = data["vit_image"], data["vit_target"]
@@ -97,8 +98,10 @@ def test_vit_cp_lrp_equals_lxt_and_gradients_equal_autograd(ref):
     print(f"vit: CP-LRP vs LXT 2.1 rel. L2 = {err:.2e}")
     assert err <= 1e-4
     assert rel_l2(ex.explain(x, "gradient", target=t).relevance, data["vit_grad"]) <= 1e-6
-    attn = ex.explain(x, "attnlrp", target=t).relevance  # no LXT map for ViT AttnLRP: it must run and differ
-    assert np.isfinite(attn).all() and rel_l2(attn, res.relevance) > 1e-3
+    attn = ex.explain(x, "attnlrp", target=t, epsilon=TINY, product_epsilon=TINY).relevance
+    err = rel_l2(attn, data["vit_attnlrp"])
+    print(f"vit: AttnLRP vs LXT 2.1's rules rel. L2 = {err:.2e}")
+    assert err <= 1e-4 and rel_l2(attn, res.relevance) > 1e-3  # and it is not CP-LRP
 
 
 @needs_reference

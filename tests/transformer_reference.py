@@ -5,7 +5,9 @@ Builds a tiny random BERT (transformers) and a tiny torchvision ViT with fixed s
 
 * torch autograd gradients of the target logit w.r.t. the explained input;
 * LXT 2.1 (efficient, Gradient×Input) AttnLRP relevance for BERT and CP-LRP relevance for the ViT (LXT's only ViT
-  patch map), seeded with gradient 1 on the target logit (= relevance ``z_c`` at the logit).
+  patch map), seeded with gradient 1 on the target logit (= relevance ``z_c`` at the logit);
+* AttnLRP for the ViT from LXT's own rules (its LayerNorm and GELU patches, and its transformers attention rule
+  applied to ``nn.MultiheadAttention``; see the comment in ``main``).
 
 It runs in its own process because LXT monkey-patches transformers' ``modeling_bert`` and the torch classes
 ``nn.LayerNorm``/``nn.GELU``/``nn.MultiheadAttention`` process-wide (gradients of every later torch model would
@@ -112,6 +114,21 @@ def main(out_dir: str, dynamo: bool = True) -> None:
     out, grad = _grad(vit64, image.double(), vit_target)
     np.testing.assert_allclose(out, ref["vit_logits"], rtol=1e-10, atol=1e-12)
     ref["vit_cp_lrp"] = image.double().numpy() * grad
+
+    # AttnLRP for the ViT. LXT ships only a CP-LRP map for torchvision's ViT; its AttnLRP attention rule for the
+    # transformers models (``wrap_attention_forward``: the uniform rule on QKᵀ and A·V, i.e. the gradients of q and
+    # k divided by 4 and of v by 2) is applied here to nn.MultiheadAttention's inputs. Its q/k/v projections are
+    # affine, so dividing a gradient before or after them is the same. GELU and LayerNorm keep LXT's patches above.
+    from lxt.efficient.rules import divide_gradient
+
+    def attnlrp_multi_head_attention_forward(self, query, key, value, *args, **kwargs):
+        return self.original_forward(divide_gradient(query, 4), divide_gradient(key, 4), divide_gradient(value, 2),
+                                     *args, **kwargs)
+
+    vision_transformer.nn.MultiheadAttention.forward = attnlrp_multi_head_attention_forward
+    out, grad = _grad(vit64, image.double(), vit_target)
+    np.testing.assert_allclose(out, ref["vit_logits"], rtol=1e-10, atol=1e-12)
+    ref["vit_attnlrp"] = image.double().numpy() * grad
     np.savez(os.path.join(out_dir, "reference.npz"), **ref)
 
 
