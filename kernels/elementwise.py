@@ -216,6 +216,27 @@ class ErfGeluKernel(ElementwiseKernel):
         return (k * (m * _erf(xp, u) + b) + k * x * m * d_erf).astype(x.dtype, copy=False)
 
 
+@register_kernel("TanhGelu", domain="onnxlrp", since=1)
+class TanhGeluKernel(ElementwiseKernel):
+    """``onnxlrp::TanhGelu(x) = scale·x·(1 + tanh(linear·x + cubic·x³))``: a tanh-approximated GELU written out as
+    arithmetic (HF ``gelu_new``, torch ``approximate="tanh"`` before opset 20), fused by the canonizer with the
+    constants as the exporter wrote them (``scale = 0.5``, ``linear = √(2/π)``, ``cubic = 0.044715·√(2/π)``)."""
+
+    def _consts(self, call):
+        a = call.attrs
+        return float(a.get("scale", 0.5)), float(a.get("linear", _SQRT_2_OVER_PI)), \
+            float(a.get("cubic", 0.044715 * _SQRT_2_OVER_PI))
+
+    def fn(self, xp, x, call):
+        s, a, b = self._consts(call)
+        return s * x * (1 + xp.tanh(a * x + b * x ** 3))
+
+    def derivative(self, xp, x, y, call):
+        s, a, b = self._consts(call)
+        t = xp.tanh(a * x + b * x ** 3)
+        return s * (1 + t) + s * x * (1 - t * t) * (a + 3 * b * x * x)
+
+
 @register_kernel("SiLU", domain="onnxlrp", since=1)
 class SiLUKernel(ElementwiseKernel):
     """``onnxlrp::SiLU(x) = x·sigmoid(alpha·x)`` (SiLU / Swish), fused by the canonizer from ``Mul(x, Sigmoid(x))``."""

@@ -1,19 +1,25 @@
-"""Layer normalisation: ONNX ``LayerNormalization`` (opset 17) and ``onnxlrp::LayerNorm`` (the decomposed
-ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div pattern, fused by the canonizer; no scale/bias, which stay separate
-Mul/Add nodes).
+"""Layer and RMS normalisation: ONNX ``LayerNormalization`` (opset 17), ``RMSNormalization`` (opset 23), and
+``onnxlrp::LayerNorm`` / ``onnxlrp::RMSNorm`` (the decomposed patterns, fused by the canonizer; no scale/bias, which
+stay separate Mul/Add nodes).
 
-``y = (x − mean(x)) / σ ⊙ w + b`` with ``σ = sqrt(var(x) + ε)`` over the normalised axes. Forward and VJP are exact
-(gradient methods). Category ``layernorm``: :meth:`LayerNormKernel.linear_op` is the map with ``σ`` held constant,
-``x ↦ (x − mean x)/σ ⊙ w + b``, on which the transformer rules (``onnxlrp.attnlrp``) apply the ε-rule — AttnLRP's
-LayerNorm rule (identity on ``1/σ``, ε-rule on the centring and the bias; LXT ``layer_norm_grad_fn``).
+* LayerNorm: ``y = (x − mean(x)) / σ ⊙ w + b`` with ``σ = sqrt(var(x) + ε)`` over the normalised axes.
+* RMSNorm: ``y = x / σ ⊙ w`` with ``σ = sqrt(mean(x²) + ε)`` (no centring, no bias).
+
+Forward and VJP are exact (gradient methods). Category ``layernorm``: :meth:`NormKernel.linear_op` is the map with
+``σ`` held constant, ``x ↦ (x − mean x)/σ ⊙ w + b`` (RMSNorm: ``x ↦ x/σ ⊙ w``), on which the transformer rules
+(``onnxlrp.attnlrp``) apply the ε-rule: AttnLRP's normalisation rule (identity on ``1/σ``, ε-rule on the centring
+and the bias; LXT ``layer_norm_forward``/``rms_norm_forward``). On RMSNorm it is the identity, ``R_x = R``.
 """
 from __future__ import annotations
 
 from onnxlrp.registry import Kernel, LinearOp, register_kernel, scatter_ports
 
 
-class LayerNormKernel(Kernel):
+class NormKernel(Kernel):
+    """Shared by LayerNorm (``centred``) and RMSNorm."""
+
     category = "layernorm"
+    centred = True
 
     def data_inputs(self, node, varying):
         if any(t in varying for t in node.inputs[1:3] if t):
@@ -36,8 +42,7 @@ class LayerNormKernel(Kernel):
     def _stats(self, call, x):
         xp = call.xp
         axes = self._axes(call, x.ndim)
-        mean = x.mean(axis=axes, keepdims=True)
-        centred = x - mean
+        centred = x - x.mean(axis=axes, keepdims=True) if self.centred else x
         var = (centred * centred).mean(axis=axes, keepdims=True)
         sigma = xp.sqrt(var + float(call.attrs.get("epsilon", 1e-5)))
         return axes, centred, sigma
@@ -65,7 +70,10 @@ class LayerNormKernel(Kernel):
         if w is not None:
             g = g * w
         xhat = centred / sigma
-        gx = (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True)) / sigma
+        gx = g - xhat * (g * xhat).mean(axis=axes, keepdims=True)
+        if self.centred:
+            gx = gx - g.mean(axis=axes, keepdims=True)
+        gx = gx / sigma
         return scatter_ports(len(call.inputs), (0,), [gx])
 
     def linear_op(self, call):
@@ -74,9 +82,11 @@ class LayerNormKernel(Kernel):
         axes, _, sigma = self._stats(call, x)
         w, b = self._params(call, x)
 
+        centred = self.centred
+
         def forward(xs, p):
             v = xs[0]
-            y = (v - v.mean(axis=axes, keepdims=True)) / sigma
+            y = (v - v.mean(axis=axes, keepdims=True) if centred else v) / sigma
             if p.get("weight") is not None:
                 y = y * p["weight"]
             return y if p.get("bias") is None else y + p["bias"]
@@ -85,18 +95,38 @@ class LayerNormKernel(Kernel):
             if p.get("weight") is not None:
                 g = g * p["weight"]
             g = g / sigma
-            return [g - g.mean(axis=axes, keepdims=True)]
+            return [g - g.mean(axis=axes, keepdims=True) if centred else g]
 
         return LinearOp(ports=(0,), inputs=[x], params={"weight": w, "bias": b}, forward=forward, vjp=vjp)
 
 
 @register_kernel("LayerNormalization", since=17)
-class LayerNormalizationKernel(LayerNormKernel):
+class LayerNormalizationKernel(NormKernel):
     """ONNX LayerNormalization over axes ``[axis, rank)``; the optional Mean / InvStdDev outputs are recomputed but
     carry no relevance."""
 
 
 @register_kernel("LayerNorm", domain="onnxlrp", since=1)
-class FusedLayerNormKernel(LayerNormKernel):
+class FusedLayerNormKernel(NormKernel):
     """``onnxlrp::LayerNorm(x)`` with attributes ``axes`` and ``epsilon``: ``(x − mean x)/sqrt(var x + ε)``, the
     canonizer's fusion of the decomposed pattern."""
+
+
+@register_kernel("RMSNormalization", since=23)
+class RMSNormalizationKernel(NormKernel):
+    """ONNX RMSNormalization(X, scale) over axes ``[axis, rank)``: ``x / sqrt(mean(x²) + ε) ⊙ scale``."""
+
+    centred = False
+
+    def data_inputs(self, node, varying):
+        if len(node.inputs) > 1 and node.inputs[1] in varying:
+            return "an RMSNormalization whose scale depends on the explained input is not supported"
+        return Kernel.data_inputs(self, node, varying)
+
+
+@register_kernel("RMSNorm", domain="onnxlrp", since=1)
+class FusedRMSNormKernel(NormKernel):
+    """``onnxlrp::RMSNorm(x)`` with attributes ``axes`` and ``epsilon``: ``x / sqrt(mean(x²) + ε)``, the canonizer's
+    fusion of ``x · Reciprocal(Sqrt(ReduceMean(x²) + ε))`` (or ``Div``; HF ``LlamaRMSNorm``, T5)."""
+
+    centred = False

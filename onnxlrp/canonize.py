@@ -9,10 +9,13 @@
 Decomposed operators are fused so that rules see the true op (``onnxlrp.attnlrp`` needs this; intermediate
 tensors of a pattern must have no consumer outside it):
 
-* ``fuse_layernorm``: ``ReduceMean → Sub → Pow(2) → ReduceMean → Add(ε) → Sqrt → Div`` (or ``Mul`` by a
-  ``Reciprocal``) becomes ``onnxlrp::LayerNorm`` (the affine ``Mul``/``Add`` after it stay separate nodes).
+* ``fuse_norms``: ``ReduceMean → Sub → Pow(2) → ReduceMean → Add(ε) → Sqrt → Div`` (or ``Mul`` by a
+  ``Reciprocal``) becomes ``onnxlrp::LayerNorm``; without the centring (``x · Reciprocal(Sqrt(ReduceMean(x²) + ε))``,
+  HF ``LlamaRMSNorm``) ``onnxlrp::RMSNorm`` (the affine ``Mul``/``Add`` after either stay separate nodes).
 * ``fuse_erf_gelu``: ``Div(x, c) → Erf → Add/Mul by constants → Mul(x or k·x, ·)`` becomes ``onnxlrp::ErfGelu``.
-* ``fuse_silu``: ``Mul(x, Sigmoid(x))`` becomes ``onnxlrp::SiLU``.
+* ``fuse_tanh_gelu``: ``s·x·(1 + tanh(a·x + b·x³))`` in any arrangement of its arithmetic becomes
+  ``onnxlrp::TanhGelu`` (matched by structure, then checked by evaluating the subgraph on test points).
+* ``fuse_silu``: ``Mul(x, Sigmoid(x))`` or ``Mul(x, Sigmoid(α·x))`` (QuickGELU) becomes ``onnxlrp::SiLU``.
 * ``fuse_softmax``: ``[Sub(x, ReduceMax x) →] Exp → ReduceSum → Div`` over one axis becomes ``Softmax``.
 
 Rewritten nodes keep the output tensor of the last original node, so the forward runner's values still apply.
@@ -35,7 +38,7 @@ def canonize(graph: Graph, protected: set[str]) -> tuple[list[Node], dict[str, n
     log: list[str] = []
     nodes = _fuse_matmul_add(graph, nodes, constants, protected, log)
     nodes = _fold_batchnorm(graph, nodes, constants, protected, log)
-    for fuse in (_fuse_layernorm, _fuse_erf_gelu, _fuse_silu, _fuse_softmax):
+    for fuse in (_fuse_norms, _fuse_erf_gelu, _fuse_tanh_gelu, _fuse_silu, _fuse_softmax):
         nodes = fuse(graph, nodes, constants, protected, log)
     return nodes, constants, log
 
@@ -217,36 +220,36 @@ def _fuse_until_done(graph, nodes, constants, protected, log, rewrite):
             return nodes
 
 
-def _fuse_layernorm(graph, nodes, constants, protected, log):
+def _fuse_norms(graph, nodes, constants, protected, log):
     def rewrite(pat, div):
-        match = _match_layernorm(pat, div)
+        match = _match_norm(pat, div)
         if match is None:
             return None
-        x, axes, eps, drop = match
-        new = Node(name=div.name, op_type="LayerNorm", domain="onnxlrp", since=1, inputs=(x,),
+        op_type, x, axes, eps, drop = match
+        new = Node(name=div.name, op_type=op_type, domain="onnxlrp", since=1, inputs=(x,),
                    outputs=div.outputs, attrs={"axes": list(axes), "epsilon": eps}, index=div.index)
-        return new, drop, f"fused a decomposed LayerNorm ending at {div.op_type} {div.name!r}"
+        return new, drop, f"fused a decomposed {op_type} ending at {div.op_type} {div.name!r}"
 
     return _fuse_until_done(graph, nodes, constants, protected, log, rewrite)
 
 
-def _match_layernorm(pat, div):
+def _match_norm(pat, div):
+    """``d / Sqrt(ReduceMean(d²) + ε)`` (or ``d · Reciprocal(Sqrt(…))``, ``d · (1 / Sqrt(…))``): ``LayerNorm`` when ``d = x − ReduceMean(x)``
+    over the same axes, else ``RMSNorm`` of ``x = d``."""
     if div.domain != "" or div.op_type not in ("Div", "Mul"):
         return None
     d, s = div.inputs[0], div.inputs[1]
     drop = []
-    if div.op_type == "Mul":  # d · Reciprocal(sqrt(var + eps)), either order
+    if div.op_type == "Mul":  # d · Reciprocal(sqrt(var + eps)) or d · (1 / sqrt(var + eps)), either order
         for d_, r_ in ((div.inputs[0], div.inputs[1]), (div.inputs[1], div.inputs[0])):
-            rec = pat.op(r_, "Reciprocal")
-            if rec is not None:
-                d, s, drop = d_, rec.inputs[0], [rec]
+            rec = pat.op(r_, "Reciprocal", "Div")
+            if rec is not None and (rec.op_type == "Reciprocal" or pat.scalar(rec.inputs[0]) == 1.0):
+                d, s, drop = d_, rec.inputs[-1], [rec]
                 break
         else:
             return None
-    sub, sqrt = pat.op(d, "Sub"), pat.op(s, "Sqrt")
-    if sub is None or sqrt is None:
-        return None
-    add = pat.op(sqrt.inputs[0], "Add")
+    sqrt = pat.op(s, "Sqrt")
+    add = pat.op(sqrt.inputs[0], "Add") if sqrt is not None else None
     if add is None:
         return None
     var_t = next((t for t in add.inputs if pat.scalar(t) is None), None)
@@ -262,18 +265,19 @@ def _match_layernorm(pat, div):
             return None
     elif sq.inputs[0] != d or sq.inputs[1] != d:
         return None
-    x, mean_t = sub.inputs
-    mean = pat.op(mean_t, "ReduceMean")
-    if mean is None or mean.inputs[0] != x:
+    axes = pat.axes(var)
+    if axes is None:
         return None
-    axes = pat.axes(mean)
-    if axes is None or pat.axes(var) != axes:
-        return None
-    drop = [mean, sub, sq, var, add, sqrt] + drop
+    op_type, x, drop = "RMSNorm", d, [sq, var, add, sqrt] + drop
+    sub = pat.op(d, "Sub")
+    if sub is not None:
+        mean = pat.op(sub.inputs[1], "ReduceMean")
+        if mean is not None and mean.inputs[0] == sub.inputs[0] and pat.axes(mean) == axes:
+            op_type, x, drop = "LayerNorm", sub.inputs[0], [mean, sub] + drop
     inner = {n.name for n in drop} | {div.name}
     if not all(pat.private(t, inner) for n in drop for t in n.outputs if t):
         return None
-    return x, axes, eps, {n.name for n in drop}
+    return op_type, x, axes, eps, {n.name for n in drop}
 
 
 def _fuse_erf_gelu(graph, nodes, constants, protected, log):
@@ -335,6 +339,117 @@ def _match_erf_gelu(pat, erf):
     return join, x, attrs, {n.name for n in drop}
 
 
+_ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Pow": np.power}
+
+
+def _scalar_chain(pat, tensor, ops=("Add", "Sub", "Mul", "Div")):
+    """The nodes after ``tensor`` that each combine the previous result with a scalar constant (one consumer each)."""
+    chain = []
+    while True:
+        users = pat.consumers.get(tensor, [])
+        if len(users) != 1 or users[0].domain != "" or users[0].op_type not in ops:
+            return chain, tensor
+        other = pat.other(users[0], tensor)
+        if other is None or pat.scalar(other) is None:
+            return chain, tensor
+        chain.append(users[0])
+        tensor = users[0].outputs[0]
+
+
+def _arithmetic_tree(pat, tensor, x, limit=8):
+    """Nodes computing ``tensor`` from ``x`` and scalar constants with Add/Sub/Mul/Div/Pow only, or ``None``."""
+    if tensor == x or pat.scalar(tensor) is not None:
+        return []
+    node = pat.op(tensor, *_ARITHMETIC)
+    if node is None or limit <= 0:
+        return None
+    found = [node]
+    for t in node.inputs:
+        sub = _arithmetic_tree(pat, t, x, limit - len(found))
+        if sub is None:
+            return None
+        found += [n for n in sub if n not in found]
+    return found
+
+
+def _evaluate(pat, nodes, x, values):
+    """Run ``nodes`` (arithmetic and Tanh) in float64 on ``values`` fed in for ``x``; the last node's output."""
+    env = {x: values}
+    for n in sorted(nodes, key=lambda m: m.index):
+        args = [env[t] if t in env else pat.scalar(t) for t in n.inputs]
+        env[n.outputs[0]] = np.tanh(args[0]) if n.op_type == "Tanh" else _ARITHMETIC[n.op_type](*args)
+    return env[sorted(nodes, key=lambda m: m.index)[-1].outputs[0]]
+
+
+def _fuse_tanh_gelu(graph, nodes, constants, protected, log):
+    def rewrite(pat, tanh):
+        match = _match_tanh_gelu(pat, tanh) if tanh.op_type == "Tanh" and tanh.domain == "" else None
+        if match is None:
+            return None
+        last, x, attrs, drop = match
+        new = Node(name=last.name, op_type="TanhGelu", domain="onnxlrp", since=1, inputs=(x,), outputs=last.outputs,
+                   attrs=attrs, index=last.index)
+        return new, drop, f"fused a tanh-approximated GELU ending at {last.op_type} {last.name!r}"
+
+    return _fuse_until_done(graph, nodes, constants, protected, log, rewrite)
+
+
+def _match_tanh_gelu(pat, tanh):
+    """``s·x·(1 + tanh(a·x + b·x³))`` written out in any arrangement (torch ``gelu(approximate="tanh")`` before
+    opset 20, HF ``gelu_new``/``NewGELU``, Keras ``gelu(approximate=True)``). Matched by structure: scalar steps
+    after the Tanh, one ``Mul`` by ``x`` (or by ``k·x``), scalar factors after it, and an arithmetic tree from ``x``
+    to the Tanh's input; then checked by value: the subgraph is evaluated in float64 on test points, ``a``/``b``
+    are fitted and the result must equal the closed form to 1e-10."""
+    steps, t = _scalar_chain(pat, tanh.outputs[0])
+    users = pat.consumers.get(t, [])
+    if len(users) != 1 or users[0].domain != "" or users[0].op_type != "Mul":
+        return None
+    join = users[0]
+    v = pat.other(join, t)
+    candidates = [(v, [])]
+    pre = pat.op(v, "Mul")
+    if pre is not None:
+        for a in pre.inputs:
+            if pat.scalar(pat.other(pre, a)) is not None and pat.scalar(a) is None:
+                candidates.append((a, [pre]))
+    tail, _ = _scalar_chain(pat, join.outputs[0], ops=("Mul", "Div"))
+    for x, extra in candidates:
+        inner = _arithmetic_tree(pat, tanh.inputs[0], x)
+        if not inner or any(n in extra for n in inner):
+            continue
+        drop = inner + [tanh] + steps + extra
+        for end in range(len(tail), -1, -1):  # the longest run of trailing scalar factors that still matches
+            last = (tail[:end] or [join])[-1]
+            body = drop + [join] + tail[:end]
+            names = {n.name for n in body}
+            if not all(pat.private(o, names) for n in body if n is not last for o in n.outputs if o):
+                continue
+            attrs = _fit_tanh_gelu(pat, inner, body, x)
+            if attrs is not None:
+                return last, x, attrs, names - {last.name}
+    return None
+
+
+def _fit_tanh_gelu(pat, inner, body, x):
+    """``{"linear": a, "cubic": b, "scale": s}`` when ``body`` computes ``s·x·(1 + tanh(a·x + b·x³))`` (``inner``
+    computes the Tanh's argument), else ``None``."""
+    xs = np.linspace(-3.0, 3.0, 13)
+    with np.errstate(all="ignore"):
+        u = _evaluate(pat, inner, x, xs)
+        y = _evaluate(pat, body, x, xs)
+    if not (np.all(np.isfinite(u)) and np.all(np.isfinite(y))):
+        return None
+    (a, b), *_ = np.linalg.lstsq(np.stack([xs, xs ** 3], 1), u, rcond=None)
+    mask = np.abs(xs) > 0.5
+    base = xs * (1 + np.tanh(a * xs + b * xs ** 3))
+    scale = float(np.median(y[mask] / base[mask]))
+    want = scale * base
+    if a <= 0 or scale == 0 or not np.allclose(a * xs + b * xs ** 3, u, rtol=1e-10, atol=1e-12) or \
+            not np.allclose(y, want, rtol=1e-10, atol=1e-12):
+        return None
+    return {"linear": float(a), "cubic": float(b), "scale": scale}
+
+
 def _fuse_silu(graph, nodes, constants, protected, log):
     pat = _Pattern(graph, nodes, constants, protected)
     drop, new_nodes = set(), {}
@@ -343,12 +458,20 @@ def _fuse_silu(graph, nodes, constants, protected, log):
             continue
         for x, t in ((mul.inputs[0], mul.inputs[1]), (mul.inputs[1], mul.inputs[0])):
             sig = pat.op(t, "Sigmoid")
-            if sig is not None and sig.inputs[0] == x and sig.name not in drop and pat.private(t, {mul.name}):
-                drop.add(sig.name)
-                new_nodes[mul.name] = Node(name=mul.name, op_type="SiLU", domain="onnxlrp", since=1, inputs=(x,),
-                                           outputs=mul.outputs, attrs={"alpha": 1.0}, index=mul.index)
-                log.append(f"fused Sigmoid {sig.name!r} and Mul {mul.name!r} into SiLU")
-                break
+            if sig is None or sig.name in drop or not pat.private(t, {mul.name}):
+                continue
+            alpha, scaled = 1.0, pat.op(sig.inputs[0], "Mul")  # x·sigmoid(α·x): QuickGELU (α = 1.702), Swish-β
+            if sig.inputs[0] != x:
+                k = pat.scalar(pat.other(scaled, x)) if scaled is not None and x in scaled.inputs else None
+                if k is None or not pat.private(sig.inputs[0], {sig.name}) or scaled.name in drop:
+                    continue
+                alpha = k
+                drop.add(scaled.name)
+            drop.add(sig.name)
+            new_nodes[mul.name] = Node(name=mul.name, op_type="SiLU", domain="onnxlrp", since=1, inputs=(x,),
+                                       outputs=mul.outputs, attrs={"alpha": alpha}, index=mul.index)
+            log.append(f"fused Sigmoid {sig.name!r} and Mul {mul.name!r} into SiLU (alpha {alpha:g})")
+            break
     out = [new_nodes.get(n.name, n) for n in nodes if n.name not in drop]
     return sorted(out, key=lambda m: m.index)
 

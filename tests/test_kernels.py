@@ -127,6 +127,8 @@ CASES = [
     Case("layernorm", "LayerNormalization", [("x", (2, 3, 6))], {"w": W(6), "bb": W(6)}, {"epsilon": 1e-3}),
     Case("layernorm_axis1_no_bias", "LayerNormalization", [("x", (2, 3, 4))], {"w": W(3, 4)},
          {"axis": 1, "epsilon": 1e-5}),
+    Case("rmsnorm", "RMSNormalization", [("x", (2, 3, 6))], {"w": W(6)}, {"epsilon": 1e-3}, opset=23),
+    Case("rmsnorm_axis1", "RMSNormalization", [("x", (2, 3, 4))], {"w": W(3, 4)}, {"axis": 1}, opset=23),
     Case("erf", "Erf", [("x", (2, 5))]),
     Case("gelu", "Gelu", [("x", (2, 7))], opset=20),
     Case("gelu_tanh", "Gelu", [("x", (2, 7))], attrs={"approximate": "tanh"}, opset=20),
@@ -259,7 +261,9 @@ def test_row_dense_is_a_per_sample_dense_layer():
 FUSED_SUBGRAPHS = {
     "onnxlrp::LayerNorm": ("layernorm", (2, 3, 8)),
     "onnxlrp::ErfGelu": ("erf_gelu", (2, 3, 8)),
-    "onnxlrp::SiLU": ("silu", (2, 8)),
+    "onnxlrp::SiLU": ("quick_gelu", (2, 8)),
+    "onnxlrp::RMSNorm": ("rmsnorm", (2, 3, 8)),
+    "onnxlrp::TanhGelu": ("tanh_gelu", (2, 3, 8)),
 }
 
 
