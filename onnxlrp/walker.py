@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Mapping
 
+import numpy as np
+
 from .errors import NonFiniteError, RelevanceShapeError
 from .graph import Node
 from .registry import Call, Kernel
@@ -43,7 +45,8 @@ def propagate(nodes: list[Node], kernels: Mapping[str, Kernel], rules: Mapping[s
         if any(r is None for r in r_out):
             r_out = tuple(xp.zeros_like(call.outputs[k]) if r is None and call.outputs[k] is not None else r
                           for k, r in enumerate(r_out))
-        r_in = rules.get(node.name, GRADIENT).propagate(kernels[node.name], call, r_out)
+        with np.errstate(all="ignore"):  # masks overflow to -inf in float32; every result is checked below instead
+            r_in = rules.get(node.name, GRADIENT).propagate(kernels[node.name], call, r_out)
         for port, (tensor, r) in enumerate(zip(node.inputs, r_in)):
             if r is None or not flags[port]:
                 continue
