@@ -27,7 +27,9 @@ CATEGORY_TEXT = {
     "affine": "pass-through",
     "activation": "pass-through",
     "structural": "moves relevance with the values (gradient)",
-    "softmax": "pass-through",
+    "softmax": "softmax rule (AttnLRP Prop. 3.1)",
+    "layernorm": "normalisation held constant, ε-rule (AttnLRP)",
+    "bilinear": "uniform split between the two factors (AttnLRP)",
 }
 
 
