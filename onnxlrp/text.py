@@ -257,6 +257,27 @@ def cut_at(model: onnx.ModelProto, tensor: str, shape: Sequence) -> onnx.ModelPr
     return cut
 
 
+def upstream_model(model: onnx.ModelProto, tensor: str, elem_type: int) -> onnx.ModelProto:
+    """A model computing only ``tensor``: the nodes it depends on, with their initializers and graph inputs (the
+    embedding lookup, not the whole encoder)."""
+    producer = {o: n for n in model.graph.node for o in n.output if o}
+    keep, stack = set(), [tensor]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is not None and id(node) not in keep:
+            keep.add(id(node))
+            stack.extend(t for t in node.input if t)
+    nodes = [n for n in model.graph.node if id(n) in keep]
+    used = {t for n in nodes for t in n.input}
+    graph = onnx.helper.make_graph(nodes, f"{model.graph.name}-upstream-{tensor}",
+                                   [i for i in model.graph.input if i.name in used],
+                                   [onnx.helper.make_tensor_value_info(tensor, elem_type, None)],
+                                   [t for t in model.graph.initializer if t.name in used])
+    out = onnx.helper.make_model(graph, opset_imports=model.opset_import)
+    out.ir_version = model.ir_version
+    return out
+
+
 def _table_type(model: onnx.ModelProto, gather: onnx.NodeProto) -> int:
     for t in model.graph.initializer:
         if t.name == gather.input[0]:
@@ -316,12 +337,10 @@ class TextExplainer:
         self.cut = cut_at(self.model, self.embedding, shape + [self.width])
         self.explainer = Explainer(self.cut.SerializeToString(), input_name=self.embedding, output_name=output_name,
                                    device=device, dtype=dtype, explain_softmax=explain_softmax)
-        probe = onnx.ModelProto()
-        probe.CopyFrom(self.model)
-        probe.graph.output.append(onnx.helper.make_tensor_value_info(self.embedding, _table_type(self.model, gather),
-                                                                     None))
         import onnxruntime as ort
+        probe = upstream_model(self.model, self.embedding, _table_type(self.model, gather))
         self._embed = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+        self._embed_inputs = {i.name for i in probe.graph.input}
 
     # ------------------------------------------------------------------------------------------ model inputs
     def _roles(self, inputs) -> dict[str, str]:
@@ -406,7 +425,7 @@ class TextExplainer:
         if not texts:
             raise NameSelectionError("no text to explain")
         encodings, feeds = self.encode(texts)
-        (emb,) = self._embed.run([self.embedding], feeds)
+        (emb,) = self._embed.run([self.embedding], {k: v for k, v in feeds.items() if k in self._embed_inputs})
         ex = self.explainer
         cut_inputs = {i.name for i in self.cut.graph.input} - {self.embedding}
         side = {k: v for k, v in feeds.items() if k in cut_inputs}

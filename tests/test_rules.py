@@ -93,3 +93,29 @@ def test_stdx_epsilon_is_finite_for_a_constant_input():
     assert np.isfinite(r_in).all()
     expected = Epsilon(0.0).propagate(kernel, call, (R_OUT.astype(float),))[0]
     np.testing.assert_allclose(r_in, expected)
+
+
+def test_stabilizer_sign_of_zero_is_positive():
+    """``z + ε·sgn0(z)`` with ``sgn0(0) = sgn0(−0.0) = +1`` (zennit), for a scalar and an array ε."""
+    from onnxlrp.rules import stabilize
+    z = np.array([-2.0, -0.0, 0.0, 3.0], dtype=np.float32)
+    np.testing.assert_array_equal(stabilize(np, z, 0.5), [-2.5, 0.5, 0.5, 3.5])
+    eps = np.array([[0.5], [1.0]])
+    np.testing.assert_array_equal(stabilize(np, np.stack([z, z]), eps), [[-2.5, 0.5, 0.5, 3.5], [-3, 1, 1, 4]])
+    assert stabilize(np, -0.0, 0.5) == 0.5
+
+
+@pytest.mark.parametrize("rule", [Epsilon(1e-6), Epsilon(0.25), StdxEpsilon(0.1), Epsilon(0.0, ("bias",))],
+                         ids=lambda r: r.describe())
+def test_epsilon_rules_reuse_the_forward_value_only_when_it_is_theirs(rule):
+    """The ε-rules take ``z`` from the forward pass (one GEMM saved) when their parameters are the layer's own, else
+    recompute it: a deliberately wrong forward value shows which was used."""
+    kernel, call = dense_call()
+    r = R_OUT.astype(float)
+    recomputed = rule.propagate(kernel, call, (r,))[0]
+    (z,) = kernel.forward(call)
+    given = Call(call.node, call.inputs, (z,), call.varying, np)
+    np.testing.assert_allclose(rule.propagate(kernel, given, (r,))[0], recomputed, rtol=1e-12)
+    wrong = Call(call.node, call.inputs, (2 * z,), call.varying, np)
+    changed = not np.allclose(rule.propagate(kernel, wrong, (r,))[0], recomputed)
+    assert changed == (rule.zero_params == ())

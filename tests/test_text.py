@@ -266,6 +266,15 @@ def test_embedding_is_found_and_the_model_is_cut_there(cnn):
     assert len(cut.graph.node) == len(model.graph.node) - 1
     assert "Gather" not in onnxlrp.Explainer(cut.SerializeToString(), input_name=emb,
                                              output_name="logits").path_nodes().__repr__()
+    # the embedding lookup alone (not the whole model) computes the explained input
+    probe = otext.upstream_model(model, emb, onnx.TensorProto.FLOAT)
+    assert [n.op_type for n in probe.graph.node] == ["Gather"] and [i.name for i in probe.graph.input] == ["input_ids"]
+    assert [t.name for t in probe.graph.initializer] == [gather.input[0]]
+    ids = np.array([[1, 5, 2]], dtype=np.int64)
+    import onnxruntime as ort
+    (got,) = ort.InferenceSession(probe.SerializeToString()).run(None, {"input_ids": ids})
+    table = next(onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name == gather.input[0])
+    np.testing.assert_array_equal(got, table[ids])
 
 
 def test_tiny_bert_per_token_relevance(tmp_path, tokenizer_path):
