@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench clean browser
+.PHONY: demo test bench bench-text clean browser
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ browser:
 
 bench: $(VENV)/.test
 	$(PY) tools/bench.py
+
+bench-text: $(VENV)/.test
+	[ -f build/text-example/minilm_sentiment.onnx ] || $(PY) tools/make_text_example.py
+	$(PY) tools/bench_text.py
 
 clean:
 	rm -rf $(VENV) demo-out
