@@ -239,7 +239,8 @@ class TanhGeluKernel(ElementwiseKernel):
 
 @register_kernel("SiLU", domain="onnxlrp", since=1)
 class SiLUKernel(ElementwiseKernel):
-    """``onnxlrp::SiLU(x) = x·sigmoid(alpha·x)`` (SiLU / Swish), fused by the canonizer from ``Mul(x, Sigmoid(x))`` or ``Mul(x, Sigmoid(α·x))`` (QuickGELU, α = 1.702)."""
+    """``onnxlrp::SiLU(x) = x·sigmoid(alpha·x)`` (SiLU / Swish), fused by the canonizer from ``Mul(x, Sigmoid(x))``
+    or ``Mul(x, Sigmoid(α·x))`` (QuickGELU, α = 1.702)."""
 
     def fn(self, xp, x, call):
         return x * _sigmoid(xp, float(call.attrs.get("alpha", 1.0)) * x)

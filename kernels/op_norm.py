@@ -5,10 +5,10 @@ stay separate Mul/Add nodes).
 * LayerNorm: ``y = (x − mean(x)) / σ ⊙ w + b`` with ``σ = sqrt(var(x) + ε)`` over the normalised axes.
 * RMSNorm: ``y = x / σ ⊙ w`` with ``σ = sqrt(mean(x²) + ε)`` (no centring, no bias).
 
-Forward and VJP are exact (gradient methods). Category ``layernorm``: :meth:`NormKernel.linear_op` is the map with
-``σ`` held constant, ``x ↦ (x − mean x)/σ ⊙ w + b`` (RMSNorm: ``x ↦ x/σ ⊙ w``), on which the transformer rules
-(``onnxlrp.attnlrp``) apply the ε-rule: AttnLRP's normalisation rule (identity on ``1/σ``, ε-rule on the centring
-and the bias; LXT ``layer_norm_forward``/``rms_norm_forward``). On RMSNorm it is the identity, ``R_x = R``.
+Forward and VJP are exact (gradient methods). Category ``layernorm``: :meth:`NormKernel.linear_op` is the map
+with ``σ`` held constant, ``x ↦ (x − mean x)/σ ⊙ w + b`` (RMSNorm: ``x ↦ x/σ ⊙ w``), on which the transformer
+rules (``onnxlrp.attnlrp``) apply the ε-rule: AttnLRP's normalisation rule (identity on ``1/σ``, ε-rule on the
+centring and the bias; LXT ``layer_norm_forward``/``rms_norm_forward``). On RMSNorm it is the identity, ``R_x = R``.
 """
 from __future__ import annotations
 

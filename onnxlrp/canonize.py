@@ -234,8 +234,8 @@ def _fuse_norms(graph, nodes, constants, protected, log):
 
 
 def _match_norm(pat, div):
-    """``d / Sqrt(ReduceMean(d²) + ε)`` (or ``d · Reciprocal(Sqrt(…))``, ``d · (1 / Sqrt(…))``): ``LayerNorm`` when ``d = x − ReduceMean(x)``
-    over the same axes, else ``RMSNorm`` of ``x = d``."""
+    """``d / Sqrt(ReduceMean(d²) + ε)`` (or ``d · Reciprocal(Sqrt(…))``, ``d · (1 / Sqrt(…))``): ``LayerNorm``
+    when ``d = x − ReduceMean(x)`` over the same axes, else ``RMSNorm`` of ``x = d``."""
     if div.domain != "" or div.op_type not in ("Div", "Mul"):
         return None
     d, s = div.inputs[0], div.inputs[1]
