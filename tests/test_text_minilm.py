@@ -123,10 +123,10 @@ def test_attnlrp_equals_lxt_on_minilm(example, tmp_path):
     np.testing.assert_array_equal(res.target, ref["target"])
     np.testing.assert_allclose(res.output, ref["logits"], atol=1e-6)
     err = np.linalg.norm(res.embedding_relevance - ref["attnlrp"]) / np.linalg.norm(ref["attnlrp"])
-    assert err <= 1e-5, err
-    for i in range(len(texts)):  # and per sentence
+    assert err <= 1e-6, err
+    for i in range(len(texts)):  # and per sentence (measured 7e-8 .. 3.7e-7)
         want = ref["attnlrp"][i]
-        assert np.linalg.norm(res.embedding_relevance[i] - want) <= 1e-5 * np.linalg.norm(want)
+        assert np.linalg.norm(res.embedding_relevance[i] - want) <= 1e-6 * np.linalg.norm(want)
 
 
 def test_attnlrp_relevance_sums(example):

@@ -39,14 +39,19 @@ def rel_l2(a, b):
     return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(b))
 
 
-@pytest.fixture(scope="module")
-def ref(tmp_path_factory):
-    out = tmp_path_factory.mktemp("transformers")
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "transformer_reference.py"), str(out)], cwd=str(out),
+def _reference(tmp_path_factory, script: str, folder: str):
+    """Run ``script OUT_DIR`` in its own process (LXT patches classes process-wide); ``(OUT_DIR, reference.npz)``."""
+    out = tmp_path_factory.mktemp(folder)
+    proc = subprocess.run([sys.executable, os.path.join(HERE, script), str(out)], cwd=str(out),
                           capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        pytest.fail(f"transformer_reference.py failed:\n{proc.stderr[-4000:]}")
+        pytest.fail(f"{script} failed:\n{proc.stderr[-4000:]}")
     return out, dict(np.load(out / "reference.npz"))
+
+
+@pytest.fixture(scope="module")
+def ref(tmp_path_factory):
+    return _reference(tmp_path_factory, "transformer_reference.py", "transformers")
 
 
 def _model(ref, name):
@@ -107,12 +112,7 @@ def test_vit_cp_lrp_and_attnlrp_equal_lxt_and_gradients_equal_autograd(ref):
 
 @pytest.fixture(scope="module")
 def llm_ref(tmp_path_factory):
-    out = tmp_path_factory.mktemp("llm")
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "llm_reference.py"), str(out)], cwd=str(out),
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.fail(f"llm_reference.py failed:\n{proc.stderr[-4000:]}")
-    return out, dict(np.load(out / "reference.npz"))
+    return _reference(tmp_path_factory, "llm_reference.py", "llm")
 
 
 #: what the canonizer must fuse for LXT's rules to apply: Llama's RMSNorm (``x · 1/sqrt(mean x² + ε)``, a product

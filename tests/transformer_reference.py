@@ -39,13 +39,15 @@ class _Logits(torch.nn.Module):
 
 
 def _randomize(module, seed):
-    """Non-trivial LayerNorm weights/biases (default init is 1/0) so the LN rule's bias term is exercised."""
+    """Non-trivial LayerNorm/RMSNorm weights and biases (default init is 1/0), so the norm rule's affine terms
+    matter."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in module.modules():
-            if isinstance(m, torch.nn.LayerNorm):
+            if isinstance(m, torch.nn.LayerNorm) or type(m).__name__.endswith("RMSNorm"):
                 m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+                if getattr(m, "bias", None) is not None:
+                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
 
 
 def _grad(model, x, target):

