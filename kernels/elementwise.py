@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import math
 
-from onnxlrp.registry import ElementwiseKernel, register_kernel
+from onnxlrp.engine.kernel import ElementwiseKernel
+from onnxlrp.engine.registry import register_kernel
 
 
 def _sigmoid(xp, x):

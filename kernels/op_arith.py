@@ -13,7 +13,8 @@ Div of a constant by a varying tensor (a reciprocal) is an elementwise nonlinear
 """
 from __future__ import annotations
 
-from onnxlrp.registry import LinearKernel, LinearOp, register_kernel, scatter_ports, unbroadcast
+from onnxlrp.engine.kernel import LinearKernel, LinearOp, scatter_ports, unbroadcast
+from onnxlrp.engine.registry import register_kernel
 
 
 class _Arith(LinearKernel):

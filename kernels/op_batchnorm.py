@@ -3,7 +3,8 @@
 ``SequentialMergeBatchNorm``); otherwise LRP presets pass relevance through it (zennit maps BatchNorm to ``Pass``)."""
 from __future__ import annotations
 
-from onnxlrp.registry import LinearKernel, LinearOp, register_kernel
+from onnxlrp.engine.kernel import LinearKernel, LinearOp
+from onnxlrp.engine.registry import register_kernel
 
 
 def batchnorm_affine(xp, scale, bias, mean, var, epsilon, ndim):

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 
-from onnxlrp.registry import LinearKernel, LinearOp, register_kernel
+from onnxlrp.engine.kernel import LinearKernel, LinearOp
+from onnxlrp.engine.registry import register_kernel
 
 from ._windows import Geometry, crop, geometry, pad, scatter_windows, window_view
 

@@ -6,7 +6,8 @@ All are ``z = x W + b`` for the linear rules: the parameter ``weight`` is the ef
 """
 from __future__ import annotations
 
-from onnxlrp.registry import LinearKernel, LinearOp, register_kernel, unbroadcast
+from onnxlrp.engine.kernel import LinearKernel, LinearOp, unbroadcast
+from onnxlrp.engine.registry import register_kernel
 
 
 def _swap(a):

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxlrp.registry import Kernel, register_kernel, scatter_ports, unbroadcast
+from onnxlrp.engine.kernel import Kernel, scatter_ports, unbroadcast
+from onnxlrp.engine.registry import register_kernel
 
 
 def _host(value):

@@ -8,7 +8,8 @@ exact derivative). ``Where`` with a condition that does not vary routes each ele
 """
 from __future__ import annotations
 
-from onnxlrp.registry import ElementwiseKernel, Kernel, register_kernel, scatter_ports, unbroadcast
+from onnxlrp.engine.kernel import ElementwiseKernel, Kernel, scatter_ports, unbroadcast
+from onnxlrp.engine.registry import register_kernel
 
 
 @register_kernel("Exp", since=1)

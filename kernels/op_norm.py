@@ -12,7 +12,8 @@ centring and the bias; LXT ``layer_norm_forward``/``rms_norm_forward``). On RMSN
 """
 from __future__ import annotations
 
-from onnxlrp.registry import Kernel, LinearOp, register_kernel, scatter_ports
+from onnxlrp.engine.kernel import Kernel, LinearOp, scatter_ports
+from onnxlrp.engine.registry import register_kernel
 
 
 class NormKernel(Kernel):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 
-from onnxlrp.registry import Kernel, LinearKernel, LinearOp, register_kernel, scatter_ports
+from onnxlrp.engine.kernel import Kernel, LinearKernel, LinearOp, scatter_ports
+from onnxlrp.engine.registry import register_kernel
 
 from ._windows import crop, geometry, pad, scatter_windows, window_view
 

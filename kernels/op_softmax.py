@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 
-from onnxlrp.registry import Kernel, register_kernel, scatter_ports
+from onnxlrp.engine.kernel import Kernel, scatter_ports
+from onnxlrp.engine.registry import register_kernel
 
 
 def _as_2d(x, axis):
@@ -17,28 +18,28 @@ class _SoftmaxBase(Kernel):
     category = "softmax"
     log = False
 
-    def _axis_view(self, call, x):
+    def axis_view(self, call, x):
         axis = int(call.attrs.get("axis", -1 if call.node.since >= 13 else 1))
         axis %= x.ndim
         if call.node.since >= 13:
             return x, axis
         return _as_2d(x, axis), 1
 
-    def _softmax(self, xp, x, axis):
+    def softmax(self, xp, x, axis):
         e = xp.exp(x - x.max(axis=axis, keepdims=True))
         return e / e.sum(axis=axis, keepdims=True)
 
     def forward(self, call):
         xp, x = call.xp, call.inputs[0]
-        v, axis = self._axis_view(call, x)
-        s = self._softmax(xp, v, axis)
+        v, axis = self.axis_view(call, x)
+        s = self.softmax(xp, v, axis)
         return ((xp.log(s) if self.log else s).reshape(x.shape),)
 
     def vjp(self, call, grads):
         xp, x = call.xp, call.inputs[0]
-        v, axis = self._axis_view(call, x)
+        v, axis = self.axis_view(call, x)
         g = grads[0].reshape(v.shape)
-        s = self._softmax(xp, v, axis)
+        s = self.softmax(xp, v, axis)
         if self.log:
             gx = g - s * g.sum(axis=axis, keepdims=True)
         else:

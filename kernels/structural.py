@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from onnxlrp.registry import Kernel, register_kernel, scatter_ports
+from onnxlrp.engine.kernel import Kernel, scatter_ports
+from onnxlrp.engine.registry import register_kernel
 
 
 def _ints(value) -> list[int]:

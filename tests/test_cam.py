@@ -29,8 +29,8 @@ from captum.attr import LayerAttribution, LayerGradCam  # noqa: E402
 from torch import nn  # noqa: E402
 
 import onnxlrp  # noqa: E402
-from onnxlrp import cam  # noqa: E402
-from onnxlrp.contrast import splice_after_output  # noqa: E402
+from onnxlrp.methods import cam  # noqa: E402
+from onnxlrp.engine.splice import splice_after_output  # noqa: E402
 from onnxlrp.errors import MethodError  # noqa: E402
 from tests import peer_models  # noqa: E402
 
@@ -165,11 +165,11 @@ def assert_informative(rel):
 
 
 def test_default_layers(vgg, resnet, bottleneck):
-    assert cam.default_layer(vgg.ex) == "/features/features.12/Relu_output_0"
-    assert cam.default_layer(resnet.ex) == "/layer4/layer4.0/relu_1/Relu_output_0"
-    assert cam.default_layer(bottleneck.ex) == "/layer4/layer4.0/relu_2/Relu_output_0"
+    assert cam.default_layer(vgg.ex.session) == "/features/features.12/Relu_output_0"
+    assert cam.default_layer(resnet.ex.session) == "/layer4/layer4.0/relu_1/Relu_output_0"
+    assert cam.default_layer(bottleneck.ex.session) == "/layer4/layer4.0/relu_2/Relu_output_0"
     digits = onnxlrp.Explainer(str(peer_root() / "models" / "digits" / "digits_cnn.onnx"))
-    assert cam.default_layer(digits) == "/features/features.7/Relu_output_0"   # the ReLU, not the MaxPool after it
+    assert cam.default_layer(digits.session) == "/features/features.7/Relu_output_0"   # the ReLU, not the MaxPool after it
 
 
 def peer_root():
@@ -242,11 +242,12 @@ def test_contrastive_seed_is_autograd_of_cross_entropy(vgg, batch):
     logits, and the same gradient at the layer as autograd."""
     ex, x = vgg.ex, vgg.xn[:batch]
     q = np.array([7, 2, 9][:batch])
-    values, output = ex._forward(x, {})
-    head = splice_after_output(ex, "LogSoftmax", {"axis": -1}, "cross_entropy")
-    layer = cam.default_layer(ex)
-    _, kept = ex._propagate(values, {}, {head.output: -ex._seed(output, q, "one_hot")},
-                            keep=[ex.output_name, layer], head=head)
+    session = ex.session
+    values, output = session.forward(x, {})
+    head = splice_after_output(session, "LogSoftmax", {"axis": -1}, "cross_entropy")
+    layer = cam.default_layer(session)
+    _, kept = session.propagate(values, {}, {head.output: -session.seed(output, q, "one_hot")},
+                                keep=[ex.output_name, layer], head=head)
     z = vgg.model(vgg.x[:batch]).detach().requires_grad_(True)
     (gz,) = torch.autograd.grad(F.cross_entropy(z, torch.as_tensor(q), reduction="sum"), z)
     assert rel_err(kept[ex.output_name], gz.numpy()) <= 1e-12
@@ -405,15 +406,15 @@ def test_channels_last_input(vgg):
 
 def test_layer_names(resnet):
     ex = resnet.ex
-    default = cam.default_layer(ex)
+    default = cam.default_layer(ex.session)
     # node name -> its first output; a folded BatchNormalization's name -> the fused Conv's output
-    assert cam.resolve_layer(ex, "/layer4/layer4.0/relu_1/Relu") == default
-    assert cam.resolve_layer(ex, "/layer4/layer4.0/bn2/BatchNormalization") == \
+    assert cam.resolve_layer(ex.session, "/layer4/layer4.0/relu_1/Relu") == default
+    assert cam.resolve_layer(ex.session, "/layer4/layer4.0/bn2/BatchNormalization") == \
         "/layer4/layer4.0/bn2/BatchNormalization_output_0"
-    assert cam.resolve_layer(ex, "/layer4/layer4.0/conv2/Conv") == "/layer4/layer4.0/bn2/BatchNormalization_output_0"
-    assert cam.resolve_layer(ex, "layer4") == default
+    assert cam.resolve_layer(ex.session, "/layer4/layer4.0/conv2/Conv") == "/layer4/layer4.0/bn2/BatchNormalization_output_0"
+    assert cam.resolve_layer(ex.session, "layer4") == default
     with pytest.raises(MethodError, match=r"folded away.*bn2/BatchNormalization_output_0"):
-        cam.resolve_layer(ex, "/layer4/layer4.0/conv2/Conv_output_0")
+        cam.resolve_layer(ex.session, "/layer4/layer4.0/conv2/Conv_output_0")
     with pytest.raises(MethodError, match=r"not a tensor, node or module scope.*spatial feature maps on the path: "
                                           r".*relu_1/Relu_output_0.*the default is"):
         resnet.explain("grad_cam", layer="no_such_layer")
@@ -424,7 +425,7 @@ def test_layer_names(resnet):
 
 
 def test_keep_returns_gradients(vgg):
-    layer = cam.default_layer(vgg.ex)
+    layer = cam.default_layer(vgg.ex.session)
     res = vgg.explain("grad_cam", [1, 4, 7], keep=[layer])
     _, g, _ = layer_and_grad(vgg.model, vgg_last_relu(vgg), vgg.x, lambda z: z[torch.arange(3), [1, 4, 7]].sum())
     assert rel_err(res.intermediate[layer], g.numpy()) <= 1e-10

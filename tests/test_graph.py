@@ -6,7 +6,7 @@ import onnx
 from onnx import helper
 
 import onnxlrp
-from onnxlrp.graph import Graph
+from onnxlrp.engine.graph import Graph
 from tests.onnx_builders import make_model, relu_cnn
 
 

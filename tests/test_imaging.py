@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onnxlrp import imaging
-from onnxlrp.imaging import ImageDecodeError, Preprocessing
+from onnxlrp.errors import ImageDecodeError
+from onnxlrp.inputs import images
+from onnxlrp.inputs.images import Preprocessing
+from onnxlrp.views import imaging
 
 
 # ------------------------------------------------------------------------------------------------- colour maps
@@ -103,29 +105,29 @@ def test_png_bytes_round_trip():
 
 # ---------------------------------------------------------------------------------------------- preprocessing
 def test_defaults_come_from_a_static_nchw_shape():
-    prep = imaging.resolve_preprocessing((None, 1, 32, 32))
+    prep = images.resolve_preprocessing((None, 1, 32, 32))
     assert prep == Preprocessing(32, 32, 1, "NCHW", 1 / 255, (0.0,), (1.0,))
 
 
 def test_nhwc_rgb_shape_and_dynamic_size():
-    prep = imaging.resolve_preprocessing((None, None, None, 3))
+    prep = images.resolve_preprocessing((None, None, None, 3))
     assert (prep.layout, prep.channels, prep.height, prep.width) == ("NHWC", 3, None, None)
 
 
 def test_explicit_options_win_and_are_checked_against_the_model():
-    prep = imaging.resolve_preprocessing((None, 3, None, None), size=(20, 30), mean=(0.5, 0.4, 0.3),
+    prep = images.resolve_preprocessing((None, 3, None, None), size=(20, 30), mean=(0.5, 0.4, 0.3),
                                          std=(0.2,), scale=1.0)
     assert (prep.height, prep.width, prep.mean, prep.std, prep.scale) == (20, 30, (0.5, 0.4, 0.3), (0.2,), 1.0)
     with pytest.raises(ValueError, match=r"--size 20 30 does not match the model input \(N, 3, 32, 32\)"):
-        imaging.resolve_preprocessing((None, 3, 32, 32), size=(20, 30))
+        images.resolve_preprocessing((None, 3, 32, 32), size=(20, 30))
     with pytest.raises(ValueError, match="--mean takes 1 or 3 values for a 3-channel input, got 2"):
-        imaging.resolve_preprocessing((None, 3, 32, 32), mean=(0.1, 0.2))
+        images.resolve_preprocessing((None, 3, 32, 32), mean=(0.1, 0.2))
     with pytest.raises(ValueError, match="--grayscale gives 1 channel but the model input"):
-        imaging.resolve_preprocessing((None, 3, 32, 32), grayscale=True)
+        images.resolve_preprocessing((None, 3, 32, 32), grayscale=True)
     with pytest.raises(ValueError, match="not an image batch"):
-        imaging.resolve_preprocessing((None, 10))
+        images.resolve_preprocessing((None, 10))
     with pytest.raises(ValueError, match="non-zero"):
-        imaging.resolve_preprocessing((None, 1, 8, 8), std=(0.0,))
+        images.resolve_preprocessing((None, 1, 8, 8), std=(0.0,))
 
 
 def test_preprocess_applies_scale_then_mean_then_std_then_layout():
@@ -133,24 +135,24 @@ def test_preprocess_applies_scale_then_mean_then_std_then_layout():
     pixels[..., 0], pixels[..., 1], pixels[..., 2] = 255, 51, 0
     img = Image.fromarray(pixels, "RGB")
     prep = Preprocessing(2, 3, 3, "NCHW", 1 / 255, (0.5, 0.0, 0.0), (0.5, 1.0, 2.0))
-    x, picture = imaging.preprocess(img, prep)
+    x, picture = images.preprocess(img, prep)
     assert x.shape == (3, 2, 3) and x.dtype == np.float32
     np.testing.assert_allclose(x[:, 0, 0], [(1.0 - 0.5) / 0.5, 0.2, 0.0], rtol=1e-6)
     assert picture.shape == (2, 3, 3) and picture.dtype == np.uint8
-    x_nhwc, _ = imaging.preprocess(img, Preprocessing(2, 3, 3, "NHWC", 1 / 255, (0.0,), (1.0,)))
+    x_nhwc, _ = images.preprocess(img, Preprocessing(2, 3, 3, "NHWC", 1 / 255, (0.0,), (1.0,)))
     assert x_nhwc.shape == (2, 3, 3) and x_nhwc[0, 0, 0] == pytest.approx(1.0)
 
 
 def test_preprocess_resizes_and_converts_to_greyscale():
     img = Image.new("RGB", (10, 20), (255, 255, 255))
-    x, picture = imaging.preprocess(img, Preprocessing(4, 5, 1, "NCHW", 1 / 255, (0.0,), (1.0,)))
+    x, picture = images.preprocess(img, Preprocessing(4, 5, 1, "NCHW", 1 / 255, (0.0,), (1.0,)))
     assert x.shape == (1, 4, 5) and picture.shape == (4, 5, 3)
     np.testing.assert_allclose(x, 1.0, rtol=1e-6)
 
 
 def test_transparent_pixels_become_black():
     img = Image.new("RGBA", (2, 2), (255, 255, 255, 0))
-    x, _ = imaging.preprocess(img, Preprocessing(2, 2, 1, "NCHW", 1 / 255, (0.0,), (1.0,)))
+    x, _ = images.preprocess(img, Preprocessing(2, 2, 1, "NCHW", 1 / 255, (0.0,), (1.0,)))
     assert (x == 0).all()
 
 
@@ -158,13 +160,13 @@ def test_load_image_refuses_garbage_and_truncated_files(tmp_path):
     garbage = tmp_path / "garbage.png"
     garbage.write_bytes(b"this is not an image")
     with pytest.raises(ImageDecodeError, match=r"cannot decode image '.*garbage.png': not a format Pillow can"):
-        imaging.load_image(garbage)
+        images.load_image(garbage)
     good = tmp_path / "good.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(good)
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(good.read_bytes()[:300])
     with pytest.raises(ImageDecodeError, match="cannot decode image '.*truncated.png'"):
-        imaging.load_image(truncated)
+        images.load_image(truncated)
     assert ImageDecodeError.exit_code == 12
 
 
@@ -175,6 +177,6 @@ def test_array_picture_scales_min_max():
 
 
 def test_format_shape():
-    assert imaging.format_shape((None, 1, 32, 32)) == "(N, 1, 32, 32)"
-    assert imaging.format_shape(("batch", 10)) == "(batch, 10)"
-    assert imaging.format_shape((3,)) == "(3,)"
+    assert images.format_shape((None, 1, 32, 32)) == "(N, 1, 32, 32)"
+    assert images.format_shape(("batch", 10)) == "(batch, 10)"
+    assert images.format_shape((3,)) == "(3,)"

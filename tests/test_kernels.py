@@ -12,8 +12,9 @@ import pytest
 from onnx import helper, numpy_helper
 
 import onnxlrp
-from onnxlrp.graph import Graph
-from onnxlrp.registry import Call, registered, resolve
+from onnxlrp.engine.graph import Graph
+from onnxlrp.engine.kernel import Call
+from onnxlrp.engine.registry import registered, resolve
 
 
 @dataclass
@@ -242,7 +243,7 @@ def test_dense_kernel_matches_matmul_add():
 
 def test_row_dense_is_a_per_sample_dense_layer():
     """onnxlrp::RowDense (spliced contrastive heads): z[n] = x[n] @ W[n] + b[n]; VJP is the forward's adjoint."""
-    from onnxlrp.graph import Node
+    from onnxlrp.engine.graph import Node
     g = np.random.default_rng(4)
     x, w, b = g.normal(size=(3, 5)), g.normal(size=(3, 5, 2)), g.normal(size=(3, 2))
     node = Node("head", "RowDense", "onnxlrp", 1, ("x", "w", "b"), ("z",), {}, 0)
@@ -275,7 +276,7 @@ def test_fused_kernel_matches_its_subgraph(op):
     ex = onnxlrp.Explainer(model, dtype="float64")
     node = next(n for n in ex.path.nodes if f"{n.domain}::{n.op_type}" == op)
     x = np.random.default_rng(5).normal(size=shape)
-    from onnxlrp.runner import OrtRunner
+    from onnxlrp.engine.runner import OrtRunner
     ref = OrtRunner(ex.graph, [node.outputs[0]]).run({"x": x.astype(np.float32)})[node.outputs[0]]
     kernel = resolve(node)
     consts = {t: np.asarray(ex.cgraph.constants[t], dtype=np.float64) for t in node.inputs[1:] if t}

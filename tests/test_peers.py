@@ -47,7 +47,7 @@ from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanoni
 from zennit.types import Convolution  # noqa: E402
 
 import onnxlrp  # noqa: E402
-from onnxlrp.methods import smoothgrad_noise  # noqa: E402
+from onnxlrp.methods.gradients import smoothgrad_noise  # noqa: E402
 from tests import peer_models  # noqa: E402
 
 pytestmark = [pytest.mark.peers,

@@ -17,10 +17,12 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 import onnxlrp
 from onnxlrp import errors
-from onnxlrp.graph import Graph
-from onnxlrp.rap import (RapBatchNorm, RapFirst, RapHidden, RapInput, RapMaxPool, branch_contributions,
-                         first_contributions, logit_node, redistribute, shift)
-from onnxlrp.registry import Call, resolve
+from onnxlrp.engine.graph import Graph
+from onnxlrp.lrp.rap import (RapBatchNorm, RapFirst, RapHidden, RapInput, RapMaxPool, branch_contributions,
+                             first_contributions, redistribute, shift)
+from onnxlrp.methods.rap import logit_node
+from onnxlrp.engine.kernel import Call
+from onnxlrp.engine.registry import resolve
 from tests.onnx_builders import make_model
 
 # ============================================================================================ the authors' algorithm
@@ -436,7 +438,7 @@ def test_conservation_end_to_end(name):
 @pytest.mark.parametrize("name", ["vgg", "resnet_bottleneck"])
 def test_first_step_shares_the_sign_of_the_logit_and_sums_to_it(name):
     _, ex, x, targets, logits = case(name)
-    penultimate = logit_node(ex).inputs[0]
+    penultimate = logit_node(ex.session).inputs[0]
     res = ex.explain(x, method="rap", target=targets, keep=[penultimate])
     a = res.intermediate[penultimate]
     for n in range(len(x)):
@@ -451,7 +453,7 @@ def test_every_node_conserves_on_vgg():
     _, ex, x, targets, logits = case("vgg_bn")
     res = ex.explain(x, method="rap", target=targets, keep="all")
     kept = {**res.intermediate, ex.input_name: res.relevance}
-    logits = logit_node(ex).name
+    logits = logit_node(ex.session).name
     for node in ex.path.nodes:
         if node.name == logits:
             continue  # the first step maps the seed (sum 1) to z_c: test_first_step_...
@@ -607,7 +609,7 @@ def test_batchnorm_folded_by_the_exporter_with_negative_scales_changes_rap():
 def test_unfolding_recovers_the_original_dense_parameters_and_the_fallback_agrees(monkeypatch):
     """A BatchNorm1d folded into a Gemm is unfolded to the Gemm's own weight and bias; without the originals the
     fallback (folded weight with each channel's sign restored, a positive rescaling) gives the same map."""
-    from onnxlrp import rap
+    from onnxlrp.methods import rap
 
     torch.manual_seed(7)
     net = randomise(nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3)), 8)
@@ -615,7 +617,7 @@ def test_unfolding_recovers_the_original_dense_parameters_and_the_fallback_agree
         net[1].weight[:2] *= -1  # negative scales
     ex = onnxlrp.Explainer(export(net, (6,)), dtype="float64")
     hidden = [n for n in ex.path.nodes if ex.categories[n.name] == "dense"][0]
-    unfold = rap.unfolded(ex, hidden)
+    unfold = rap.unfolded(ex.session, hidden)
     np.testing.assert_array_equal(unfold.weight, net[0].weight.detach().double().numpy().T)
     np.testing.assert_array_equal(unfold.bias, net[0].bias.detach().double().numpy())
     assert list(unfold.sign) == [-1, -1, 1, 1, 1]

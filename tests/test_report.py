@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from onnxlrp.cli import main
-from onnxlrp.imaging import png_bytes
-from onnxlrp.report import HtmlReport, InputCard, MethodView
+from onnxlrp.views.imaging import png_bytes
+from onnxlrp.views.report import HtmlReport, InputCard, MethodView
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS = REPO / "models" / "digits" / "digits_cnn.onnx"

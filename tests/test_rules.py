@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from onnxlrp.graph import Graph
-from onnxlrp.registry import Call, resolve
-from onnxlrp.rules import AlphaBeta, Epsilon, Flat, Gamma, StdxEpsilon, WSquare, ZBox, ZPlus
+from onnxlrp.engine.graph import Graph
+from onnxlrp.engine.kernel import Call
+from onnxlrp.engine.registry import resolve
+from onnxlrp.lrp.rules import AlphaBeta, Epsilon, Flat, Gamma, StdxEpsilon, WSquare, ZBox, ZPlus
 from tests.onnx_builders import make_model
 
 W = np.array([[0.5, -1, 0.25, 2], [-0.75, 0.5, 1, -0.5], [1.5, 0.25, -2, 0.75]])
@@ -97,7 +98,7 @@ def test_stdx_epsilon_is_finite_for_a_constant_input():
 
 def test_stabilizer_sign_of_zero_is_positive():
     """``z + ε·sgn0(z)`` with ``sgn0(0) = sgn0(−0.0) = +1`` (zennit), for a scalar and an array ε."""
-    from onnxlrp.rules import stabilize
+    from onnxlrp.lrp.rules import stabilize
     z = np.array([-2.0, -0.0, 0.0, 3.0], dtype=np.float32)
     np.testing.assert_array_equal(stabilize(np, z, 0.5), [-2.5, 0.5, 0.5, 3.5])
     eps = np.array([[0.5], [1.0]])

@@ -23,12 +23,14 @@ from onnx import helper
 
 import onnxlrp
 from onnxlrp.errors import MethodError
-from onnxlrp.graph import Graph
+from onnxlrp.engine.graph import Graph
 from onnxlrp.methods import find_method
-from onnxlrp.methods import smoothgrad_noise
-from onnxlrp.registry import Call, resolve
-from onnxlrp.rules import StdxEpsilon
-from onnxlrp.sign import AlphaBetaINN, Sign, SignMu, Z, _number
+from onnxlrp.methods.gradients import smoothgrad_noise
+from onnxlrp.engine.kernel import Call
+from onnxlrp.engine.registry import resolve
+from onnxlrp.lrp.rules import StdxEpsilon
+from onnxlrp.lrp.sign import AlphaBetaINN, Sign, SignMu, Z
+from onnxlrp.methods.sign import _number
 from tests.onnx_builders import make_model
 from tests.test_rules import R_OUT, X, dense_call  # the one-dense-layer fixture of ALGORITHMS.md A.1
 

@@ -35,7 +35,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("torch")
 
 from onnxlrp.cli import main as cli_main  # noqa: E402
-from onnxlrp.presets import PRESETS  # noqa: E402
+from onnxlrp.lrp.presets import PRESETS  # noqa: E402
 from onnxlrp.text import TextExplainer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -26,7 +26,7 @@ from onnx import helper, numpy_helper
 
 import onnxlrp
 from onnxlrp.methods import METHODS
-from onnxlrp.registry import Call
+from onnxlrp.engine.kernel import Call
 from tests.onnx_builders import make_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -196,9 +196,10 @@ def test_conservation_node_by_node_without_biases(ref):
     x = data["bert_embeds"]
     params = {"epsilon": 0.0, "product_epsilon": 0.0}
     res = ex.explain(x, "attnlrp", target=data["bert_target"], keep="all", **params)
-    rules = ex._rules(METHODS["attnlrp"].assign(ex, params), {})
-    values, _ = ex._forward(ex._array(x), {})
-    value = lambda t: values[t] if t in values else ex._constant(t)  # noqa: E731
+    session = ex.session
+    rules = METHODS["attnlrp"].rules(session, params)
+    values, _ = session.forward(session.array(x), {})
+    value = lambda t: session.value(values, t)  # noqa: E731
     checked = 0
     for node in ex.path.nodes:
         r_out = res.intermediate.get(node.outputs[0])
@@ -220,8 +221,8 @@ def test_conservation_node_by_node_without_biases(ref):
 # ------------------------------------------------------------------------------------------------- rule self-checks
 
 def _call(op, inputs, varying, attrs=None, outputs=("y",)):
-    from onnxlrp.graph import Node
-    from onnxlrp.registry import resolve
+    from onnxlrp.engine.graph import Node
+    from onnxlrp.engine.registry import resolve
     node = Node("n", op, "", {"LayerNormalization": 17, "Softmax": 13}.get(op, 13), tuple(f"i{k}" for k in range(len(inputs))),
                 outputs, attrs or {}, 0)
     return resolve(node), Call(node, tuple(inputs), (), tuple(varying), np)
@@ -229,7 +230,7 @@ def _call(op, inputs, varying, attrs=None, outputs=("y",)):
 
 def test_softmax_and_uniform_matmul_rules():
     """§7.29: ΣR_x = Σ x⊙R − (x·s)ΣR for the softmax rule; ΣR_A = ΣR_B = ΣR/2 for the uniform matmul rule."""
-    from onnxlrp.attnlrp import SoftmaxDT, UniformProduct
+    from onnxlrp.lrp.transformer import SoftmaxDT, UniformProduct
     g = np.random.default_rng(0)
     x, r = g.normal(size=(7,)), g.normal(size=(7,))
     kernel, call = _call("Softmax", [x[None]], [True], {"axis": -1})
@@ -250,7 +251,7 @@ def test_log_softmax_rule_is_gradient_x_input_of_the_log_probability():
     """The softmax rule on LogSoftmax (``x ⊙ Jᵀ(R/y)``): seeded with ``y_c e_c`` it gives ``x ⊙ (e_c − s)``, i.e.
     gradient × input of ``log p_c``. End to end: a dense layer + LogSoftmax explained with ``explain_softmax=True``
     (attnlrp and the presets) puts exactly that on the logits."""
-    from onnxlrp.attnlrp import SoftmaxDT
+    from onnxlrp.lrp.transformer import SoftmaxDT
     g = np.random.default_rng(2)
     x = g.normal(size=(2, 5))
     s = np.exp(x) / np.exp(x).sum(1, keepdims=True)
@@ -277,8 +278,8 @@ def test_log_softmax_rule_is_gradient_x_input_of_the_log_probability():
 def test_layernorm_identity_and_constant_factor_rules():
     """§7.30: LN rule ΣR_x = Σ R (y − b)/(y + ε); identity rules R_in == R_out; a product with one constant factor
     gives the whole R to the other."""
-    from onnxlrp.attnlrp import LayerNormEpsilon
-    from onnxlrp.rules import Epsilon, Pass
+    from onnxlrp.lrp.transformer import LayerNormEpsilon
+    from onnxlrp.lrp.rules import Epsilon, Pass
     g = np.random.default_rng(1)
     x, w, b, r = g.normal(size=(2, 3, 6)), g.normal(size=6), g.normal(size=6), g.normal(size=(2, 3, 6))
     kernel, call = _call("LayerNormalization", [x, w, b], [True, False, False], {"epsilon": 1e-5})

@@ -254,7 +254,7 @@ def export_onnx(model, x, path: Path):
 def patch_ort_threads(threads: int):
     """onnxlrp builds its own SessionOptions; make them use ``threads`` intra-op threads (bench only)."""
     import onnxruntime as ort
-    from onnxlrp import runner
+    from onnxlrp.engine import runner
 
     original = ort.SessionOptions
 

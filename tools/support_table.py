@@ -43,7 +43,7 @@ def render() -> str:
     """The Markdown text of the table, from the live registries."""
     sys.path.insert(0, ROOT)
     import onnxlrp
-    from onnxlrp import registry
+    from onnxlrp.engine import registry
 
     registered = onnxlrp.registered()
     lines = [

@@ -5,7 +5,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .errors import BackendUnavailableError
+from ..errors import BackendUnavailableError
 
 
 def get_xp(device: str) -> ModuleType:

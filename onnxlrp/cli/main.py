@@ -29,34 +29,20 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from . import fileio, imaging
-from .errors import (InputDtypeError, InputShapeError, MethodError, NameSelectionError, OnnxLrpError, TargetError,
-                     UnsupportedOpError)
-from .imaging import ImageDecodeError, Preprocessing, format_shape
+from ..errors import (INTERRUPTED_EXIT, ImageDecodeError, InputDtypeError, InputFileError, InputShapeError, LabelsError,
+                      MethodError, NameSelectionError, OnnxLrpError, TargetError, UnsupportedOpError, UsageError)
+from ..inputs import images
+from ..inputs.images import Preprocessing, format_shape
+from ..views import imaging
+from . import files as fileio
 from .progress import Progress
 
 PROG = "onnxlrp"
 DEFAULT_METHOD = "epsilon_plus_flat"
 TEXT_METHOD = "attnlrp"
-INTERRUPTED_EXIT = 130
 
 
-class UsageError(OnnxLrpError, ValueError):
-    """Options that cannot work together (found after argparse, e.g. against the model's input shape)."""
 
-    exit_code = 2
-
-
-class InputFileError(OnnxLrpError, FileNotFoundError):
-    """An input path is missing, an empty folder, of an unknown kind, or an unreadable array."""
-
-    exit_code = 15
-
-
-class LabelsError(OnnxLrpError, ValueError):
-    """The ``--labels`` file is missing or has a different number of lines than the model has classes."""
-
-    exit_code = 16
 
 
 # --------------------------------------------------------------------------------------------------- arguments
@@ -583,7 +569,7 @@ def _print_ops(ops: list[dict], note: str = "kernel: yes = on the relevance path
 
 # ---------------------------------------------------------------------------------------------------- explain-text
 def cmd_explain_text(args: argparse.Namespace) -> int:
-    from . import text as textmod
+    from .. import text as textmod
     methods = resolve_methods(args.method, args.sets)
     if len(methods) != 1:
         raise UsageError("explain-text takes one --method")
@@ -657,13 +643,13 @@ def expand_inputs(paths: Sequence[str]) -> list[tuple[Path, str]]:
         if p.is_dir():
             entries = sorted(e for e in p.iterdir() if e.is_file() and _kind(e) is not None)
             if not entries:
-                raise InputFileError(f"input folder {text!r} has no images ({', '.join(imaging.IMAGE_SUFFIXES)}) "
+                raise InputFileError(f"input folder {text!r} has no images ({', '.join(images.IMAGE_SUFFIXES)}) "
                                      f"or .npy arrays")
             found.extend((e, _kind(e)) for e in entries)  # type: ignore[misc]
         elif p.is_file():
             kind = _kind(p)
             if kind is None:
-                raise InputFileError(f"input {text!r} is neither an image ({', '.join(imaging.IMAGE_SUFFIXES)}) "
+                raise InputFileError(f"input {text!r} is neither an image ({', '.join(images.IMAGE_SUFFIXES)}) "
                                      f"nor a .npy array")
             found.append((p, kind))
         elif p.exists():
@@ -677,7 +663,7 @@ def _kind(path: Path) -> str | None:
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return "array"
-    if suffix in imaging.IMAGE_SUFFIXES:
+    if suffix in images.IMAGE_SUFFIXES:
         return "image"
     return None
 
@@ -822,7 +808,7 @@ def _load(item: Item, prep: Preprocessing | None, layout: str | None, dtype: np.
     """-> (sample array, picture uint8 (H, W, 3) or None)."""
     if item.kind == "image":
         assert prep is not None
-        sample, picture = imaging.preprocess(imaging.load_image(item.source), prep)
+        sample, picture = images.preprocess(images.load_image(item.source), prep)
         return sample.astype(dtype, copy=False), picture
     arr = _open_array(item.source)
     sample = np.array(arr[item.index] if item.index is not None else arr, dtype=dtype)
@@ -898,12 +884,12 @@ def _explain(args: argparse.Namespace, methods: list[tuple[str, dict]], files: l
     prep: Preprocessing | None = None
     if any(kind == "image" for _, kind in files):
         try:
-            prep = imaging.resolve_preprocessing(
+            prep = images.resolve_preprocessing(
                 input_shape, size=args.size, layout=args.layout, grayscale=args.grayscale or None,
                 scale=args.scale, mean=args.mean, std=args.std)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-    layout = prep.layout if prep is not None else (args.layout or imaging.image_layout_from_shape(input_shape))
+    layout = prep.layout if prep is not None else (args.layout or images.image_layout_from_shape(input_shape))
     items = plan_items(files, input_shape, input_dtype, ex.input_name)
 
     # a model exported with a fixed batch size B gets batches of exactly B (the last one padded, extras dropped)
@@ -916,7 +902,7 @@ def _explain(args: argparse.Namespace, methods: list[tuple[str, dict]], files: l
     with ExitStack() as stack:
         report = None
         if args.report:
-            from .report import HtmlReport
+            from ..views.report import HtmlReport
             handle = stack.enter_context(fileio.atomic_write(out_dir / "report.html", "w", encoding="utf-8"))
             meta = [("model", f"{args.model}  ({ex.input_name} {format_shape(input_shape)} -> {ex.output_name} "
                               f"{format_shape(output_shape)})"),
@@ -1053,7 +1039,7 @@ def _write_outputs(out_dir: Path, item: Item, i: int, picture: np.ndarray | None
         entry["grid"] = f"{item.name}.grid.png"
         fileio.write_bytes(out_dir / entry["grid"], imaging.png_bytes(imaging.grid(tiles, titles)))
     if report is not None:
-        from .report import InputCard
+        from ..views.report import InputCard
         report.add(InputCard(
             name=item.name, source=str(item.source),
             picture_png=imaging.png_bytes(pic_zoomed) if pic_zoomed is not None else None,

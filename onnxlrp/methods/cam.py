@@ -59,11 +59,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from .contrast import Head, splice_after_output
-from .errors import MethodError
-from .explainer import class_indices
-from .imaging import image_layout_from_shape
-from .methods import Method, register_method
+from ..engine.splice import Head
+from ..errors import MethodError
+from ..inputs.images import image_layout_from_shape
+from .base import Method, Result, with_overrides
 
 #: node categories whose spatial output can be the default target layer
 FEATURE_CATEGORIES = frozenset({"conv", "activation", "sum", "batchnorm", "affine"})
@@ -79,11 +78,6 @@ LAYOUTS = ("auto", "NCHW", "NHWC")
 # ---------------------------------------------------------------------------------------------- target layer
 
 
-def _static_shape(ex, name):
-    info = ex.graph.tensor_info(name)
-    return None if info is None or info.shape is None else tuple(info.shape)
-
-
 def _is_spatial(shape) -> bool:
     """Rank ≥ 3 and more than one spatial position (unknown dimensions count as large)."""
     if shape is None:
@@ -93,37 +87,37 @@ def _is_spatial(shape) -> bool:
     return math.prod(d if isinstance(d, int) and d > 0 else 2 for d in shape[2:]) > 1
 
 
-def _path_tensors(ex) -> set[str]:
-    return {ex.input_name} | {t for n in ex.path.nodes for t in n.outputs if t}
+def _path_tensors(session) -> set[str]:
+    return {session.input_name} | {t for n in session.path.nodes for t in n.outputs if t}
 
 
-def feature_maps(ex, shape_of=None) -> list[str]:
+def feature_maps(session, shape_of=None) -> list[str]:
     """Spatial feature maps on the relevance path (outputs of conv, activation, residual-add, BatchNorm, scaling,
     pooling and Concat nodes with a spatial shape), in topological order: the sensible ``layer`` choices."""
-    shape_of = shape_of or (lambda t: _static_shape(ex, t))
+    shape_of = shape_of or (lambda t: session.static_shape(t))
     out = []
-    for n in ex.path.nodes:
-        cat = ex.categories[n.name]
+    for n in session.path.nodes:
+        cat = session.categories[n.name]
         if (cat in FEATURE_CATEGORIES or cat in _PASS_CATEGORIES or n.op_type in _CHOSEN_OPS) and n.outputs[0] \
                 and _is_spatial(shape_of(n.outputs[0])):
             out.append(n.outputs[0])
     return out
 
 
-def default_layer(ex, shape_of=None) -> str:
+def default_layer(session, shape_of=None) -> str:
     """The last spatial feature map before global pooling (heuristic in the module docstring).
 
     ``shape_of(tensor) -> shape or None`` defaults to the model's static shape information; :func:`run_cam` passes
     the forward pass's actual shapes.
     """
-    shape_of = shape_of or (lambda t: _static_shape(ex, t))
-    nodes = ex.path.nodes
+    shape_of = shape_of or (lambda t: session.static_shape(t))
+    nodes = session.path.nodes
     convs = [i for i, n in enumerate(nodes)
-             if ex.categories[n.name] == "conv" and n.outputs[0] and _is_spatial(shape_of(n.outputs[0]))]
+             if session.categories[n.name] == "conv" and n.outputs[0] and _is_spatial(shape_of(n.outputs[0]))]
     if not convs:
-        maps = feature_maps(ex, shape_of)
+        maps = feature_maps(session, shape_of)
         raise MethodError(f"cannot choose a Grad-CAM layer: no convolution with a spatial output lies on the path "
-                          f"from {ex.input_name!r} to {ex.output_name!r}; name the feature map with layer="
+                          f"from {session.input_name!r} to {session.output_name!r}; name the feature map with layer="
                           + (f" (spatial tensors on the path: {_listing(maps)})" if maps else ""))
     start = convs[-1]
     best = nodes[start].outputs[0]
@@ -134,7 +128,7 @@ def default_layer(ex, shape_of=None) -> str:
         out = n.outputs[0]
         if not out or not _is_spatial(shape_of(out)):
             continue
-        cat = ex.categories[n.name]
+        cat = session.categories[n.name]
         if cat in FEATURE_CATEGORIES or n.op_type in _CHOSEN_OPS:
             reached.add(out)
             best = out
@@ -149,7 +143,7 @@ def _listing(names: list[str], limit: int = 12) -> str:
     return f"{len(names) - limit} earlier ones, then " + ", ".join(repr(n) for n in names[-limit:])
 
 
-def resolve_layer(ex, layer) -> str | None:
+def resolve_layer(session, layer) -> str | None:
     """The tensor name ``layer`` designates (``None`` stays ``None``: the default is chosen after the forward pass).
 
     Accepted, in this order: a tensor on the relevance path; the name of a node on the path (its first output);
@@ -161,34 +155,34 @@ def resolve_layer(ex, layer) -> str | None:
         return None
     if not isinstance(layer, str) or not layer:
         raise MethodError(f"layer must be a tensor or node name; got {layer!r}")
-    tensors = _path_tensors(ex)
+    tensors = _path_tensors(session)
     if layer in tensors:
         return layer
-    for n in ex.path.nodes:
+    for n in session.path.nodes:
         if n.name == layer and n.outputs[0]:
             return n.outputs[0]
-    original = {n.name: n for n in ex.graph.nodes}
+    original = {n.name: n for n in session.graph.nodes}
     node = original.get(layer)
     if node is not None and node.outputs and node.outputs[0] in tensors:
         return node.outputs[0]
-    scoped = [n for n in ex.path.nodes if n.outputs[0] and layer in n.name.split("/")[:-1]]
+    scoped = [n for n in session.path.nodes if n.outputs[0] and layer in n.name.split("/")[:-1]]
     if scoped:
         return scoped[-1].outputs[0]
     hint = ""
-    producer = ex.graph.producer.get(layer) if node is None else node
+    producer = session.graph.producer.get(layer) if node is None else node
     if producer is not None:
-        renamed = next((n for n in ex.path.nodes if n.name == producer.name), None)
+        renamed = next((n for n in session.path.nodes if n.name == producer.name), None)
         if renamed is not None and renamed.outputs[0] != layer:
             hint = (f" ({layer!r} was folded away: {producer.op_type} {producer.name!r} now produces "
                     f"{renamed.outputs[0]!r}; use that)")
         else:
             hint = f" ({layer!r} exists in the model but the explained output does not depend on it through data)"
     try:
-        default = f"; the default is {default_layer(ex)!r}"
+        default = f"; the default is {default_layer(session)!r}"
     except MethodError:
         default = ""
     raise MethodError(f"layer {layer!r} is not a tensor, node or module scope on the relevance path{hint}; "
-                      f"spatial feature maps on the path: {_listing(feature_maps(ex)) or 'none'}{default}")
+                      f"spatial feature maps on the path: {_listing(feature_maps(session)) or 'none'}{default}")
 
 
 def _downstream(nodes, tensor: str):
@@ -203,7 +197,7 @@ def _downstream(nodes, tensor: str):
     return out
 
 
-def layer_gradient(ex, values, seeds, layer: str, head: Head | None = None, options=None):
+def layer_gradient(session, values, seeds, layer: str, head: Head | None = None, options=None):
     """``(∂objective/∂layer, kept)`` for ``seeds`` (``{tensor: array}``) by the plain VJP walk.
 
     Without ``keep`` the walk visits only the nodes downstream of ``layer`` (and its producer). User rule overrides
@@ -211,20 +205,19 @@ def layer_gradient(ex, values, seeds, layer: str, head: Head | None = None, opti
     """
     options = options or {}
     keep = options.get("keep", ())
-    rules = ex._rules({}, options)
+    rules = with_overrides(session, {}, options.get("rules"))
     if head is None:
-        head = Head(nodes=list(ex.path.nodes), output=ex.output_name, categories=dict(ex.categories),
-                    varying=set(ex.path.varying))
-    if not keep and layer != ex.input_name:
+        head = session.path_head()
+    if not keep and layer != session.input_name:
         head = replace(head, nodes=_downstream(head.nodes, layer))
     wanted = keep if keep == "all" else list(keep) + [layer]
-    grad_input, kept = ex._propagate(values, rules, seeds, keep=wanted, head=head)
-    if layer == ex.input_name:
+    grad_input, kept = session.propagate(values, rules, seeds, keep=wanted, head=head)
+    if layer == session.input_name:
         grad = grad_input
     else:
         grad = kept.get(layer)
         if grad is None:
-            grad = ex.xp.zeros_like(values[layer])
+            grad = session.xp.zeros_like(values[layer])
     if keep != "all":
         kept = {k: v for k, v in kept.items() if k in set(keep)}
     return grad, kept
@@ -324,11 +317,11 @@ def to_input(xp, maps, x_shape, layout: str = "auto"):
 # ---------------------------------------------------------------------------------------------- methods
 
 
-def _contrast_classes(contrast, n: int, classes: int, output_name: str) -> np.ndarray:
+def _contrast_classes(session, contrast, output) -> np.ndarray:
     if contrast is None:
         raise MethodError("contrastive_grad_cam needs the contrast class: contrast=Q (one class index, or one per "
                           "sample) explains 'why the prediction rather than Q'")
-    return class_indices(contrast, n, classes, output_name, "contrast", MethodError)
+    return session.class_indices(contrast, output, "contrast")
 
 
 def _class_axis(output) -> int:
@@ -341,58 +334,62 @@ def _class_axis(output) -> int:
     return long[0] if long else 1
 
 
-def run_cam(ex, x, feeds, target, params, options, kind: str):
+def run_cam(session, x, feeds, target, params, options, kind: str):
     """Shared driver of the three methods; ``kind`` is ``grad_cam``, ``grad_cam_pp`` or ``contrastive_grad_cam``."""
-    xp = ex.xp
-    layer = resolve_layer(ex, params.get("layer"))
+    xp = session.xp
+    layer = resolve_layer(session, params.get("layer"))
     variant = params.get("variant", "1konny")
     if kind == "grad_cam_pp" and variant not in VARIANTS:
         raise MethodError(f"unknown Grad-CAM++ variant {variant!r}; use {' or '.join(map(repr, VARIANTS))}")
     layout = params.get("layout", "auto")
     _layout(layout, tuple(x.shape))
-    values, output = ex._forward(x, feeds)
-    targets = ex._targets(output, target)
+    values, output = session.forward(x, feeds)
+    targets = session.targets(output, target)
     if layer is None:
-        layer = default_layer(ex, lambda t: tuple(values[t].shape) if t in values else _static_shape(ex, t))
+        layer = default_layer(session, lambda t: tuple(values[t].shape) if t in values else session.static_shape(t))
     if layer not in values:
         raise MethodError(f"layer {layer!r} has no forward value (nothing on the path reads it); choose another "
-                          f"layer: {_listing(feature_maps(ex))}")
+                          f"layer: {_listing(feature_maps(session))}")
     activation = values[layer]
     if activation.ndim < 3:
         raise MethodError(f"layer {layer!r} has shape {tuple(activation.shape)}; Grad-CAM needs a feature map "
-                          f"(N, channels, *spatial): {_listing(feature_maps(ex))}")
+                          f"(N, channels, *spatial): {_listing(feature_maps(session))}")
     head = None
     if kind == "contrastive_grad_cam":
-        q = _contrast_classes(params.get("contrast"), output.shape[0], int(np.prod(output.shape[1:])),
-                              ex.output_name)
-        head = splice_after_output(ex, "LogSoftmax", {"axis": _class_axis(output)}, "cross_entropy")
-        seeds = {head.output: -ex._seed(output, q, "one_hot")}
+        q = _contrast_classes(session, params.get("contrast"), output)
+        head = session.splice_after_output( "LogSoftmax", {"axis": _class_axis(output)}, "cross_entropy")
+        seeds = {head.output: -session.seed(output, q, "one_hot")}
     else:
-        seeds = {ex.output_name: ex._seed(output, targets, "one_hot")}
-    grad, kept = layer_gradient(ex, values, seeds, layer, head, options)
+        seeds = {session.output_name: session.seed(output, targets, "one_hot")}
+    grad, kept = layer_gradient(session, values, seeds, layer, head, options)
     if kind == "grad_cam_pp":
         maps = grad_cam_pp_map(xp, activation, grad, variant)
     else:
         maps = grad_cam_map(xp, activation, grad)
-    return to_input(xp, maps, tuple(x.shape), layout), output, targets, kept
+    return Result(to_input(xp, maps, tuple(x.shape), layout), output, targets, kept)
+
+
+def _requires_layer(session, params) -> None:
+    """A layer can be found: the given one resolves, or a default exists."""
+    if resolve_layer(session, params.get("layer")) is None:
+        default_layer(session)
 
 
 def _method(name: str, description: str, params: dict) -> Method:
-    def run(ex, x, feeds, target, full, options):
-        return run_cam(ex, x, feeds, target, full, options, name)
+    def run(session, x, feeds, target, full, options):
+        return run_cam(session, x, feeds, target, full, options, name)
 
-    return Method(name, description, params, "cam", run)
+    return Method(name, description, params, "cam", run, requires=_requires_layer)
 
 
-register_method(_method(
-    "grad_cam", "Grad-CAM: ReLU of the feature map weighted by its spatially averaged gradient, upsampled "
-    "(bilinear) to the input, normalised to [0, 1] per sample; layer= a tensor, node or module name",
-    {"layer": None, "layout": "auto"}))
-register_method(_method(
-    "grad_cam_pp", "Grad-CAM++ (variant '1konny' = the PyTorch port, default, or 'paper' = the authors' Eq. 19 "
-    "with alpha renormalisation), upsampled and normalised like grad_cam",
-    {"layer": None, "variant": "1konny", "layout": "auto"}))
-register_method(_method(
-    "contrastive_grad_cam", "contrastive Grad-CAM, 'why the prediction rather than Q': Grad-CAM of the "
-    "cross-entropy with contrast=Q as the label (required; one class or one per sample)",
-    {"contrast": None, "layer": None, "layout": "auto"}))
+METHODS = [
+    _method("grad_cam", "Grad-CAM: ReLU of the feature map weighted by its spatially averaged gradient, upsampled "
+            "(bilinear) to the input, normalised to [0, 1] per sample; layer= a tensor, node or module name",
+            {"layer": None, "layout": "auto"}),
+    _method("grad_cam_pp", "Grad-CAM++ (variant '1konny' = the PyTorch port, default, or 'paper' = the authors' "
+            "Eq. 19 with alpha renormalisation), upsampled and normalised like grad_cam",
+            {"layer": None, "variant": "1konny", "layout": "auto"}),
+    _method("contrastive_grad_cam", "contrastive Grad-CAM, 'why the prediction rather than Q': Grad-CAM of the "
+            "cross-entropy with contrast=Q as the label (required; one class or one per sample)",
+            {"contrast": None, "layer": None, "layout": "auto"}),
+]

@@ -10,12 +10,9 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-from .errors import NonFiniteError, RelevanceShapeError
+from ..errors import NonFiniteError, RelevanceShapeError
 from .graph import Node
-from .registry import Call, Kernel
-from .rules import Gradient, Rule
-
-GRADIENT = Gradient()
+from .kernel import GRADIENT, Call, Kernel, Rule
 
 
 def propagate(nodes: list[Node], kernels: Mapping[str, Kernel], rules: Mapping[str, Rule],

@@ -1,15 +1,15 @@
-"""Kernel protocol, base classes and the registry keyed by ``(domain, op_type)`` and opset version.
+"""The kernel protocol: what the walker hands a kernel (:class:`Call`), the kernel base classes, and the rule base.
 
 A *kernel* knows one ONNX op: which inputs carry relevance, how to recompute the forward pass, its vector-Jacobian
 product (VJP), and, for ops linear in their data inputs, a :class:`LinearOp` (forward + VJP with named parameters)
 that every LRP rule can use. A kernel never knows which method runs; a *rule* (``onnxlrp.rules``) never knows ONNX.
 
-Resolution follows the ONNX reference evaluator: the kernel registered with the greatest ``since`` that is not newer
-than the node's schema version.
+A *rule* (:class:`Rule`) is the policy the walker applies at one node; the engine knows only the base class and
+:class:`Gradient` (the exact VJP, the default). The LRP rules live in :mod:`onnxlrp.lrp`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
@@ -143,53 +143,35 @@ def unbroadcast(xp: ModuleType, g, shape: tuple) -> Array:
     return g.reshape(shape)
 
 
-# ---------------------------------------------------------------------------------------------- registry
-_REGISTRY: dict[tuple[str, str], dict[int, Kernel]] = {}
-
-
-def register_kernel(op_type: str, *, since: int = 1, domain: str = "", override: bool = False):
-    """Class decorator: register an instance of the kernel class for ``op_type`` from opset ``since`` on."""
-
-    def decorate(cls):
-        versions = _REGISTRY.setdefault((domain, op_type), {})
-        if since in versions and not override:
-            raise ValueError(f"a kernel for {op_type!r} (domain {domain!r}, since {since}) is already registered")
-        kernel = cls()
-        kernel.op_type = op_type
-        kernel.domain = domain
-        versions[since] = kernel
-        return cls
-
-    return decorate
-
-
-def resolve(node: Node) -> Kernel | None:
-    """The kernel for ``node``: greatest registered ``since`` not newer than the node's schema version."""
-    versions = _REGISTRY.get((node.domain, node.op_type))
-    if not versions:
-        return None
-    eligible = [v for v in versions if v <= node.since]
-    return versions[max(eligible)] if eligible else None
-
-
-def registered() -> dict[str, list[int]]:
-    """``op_type -> sorted since-versions`` of every registered kernel (domain-qualified when not ai.onnx)."""
-    return {(f"{d}::{op}" if d else op): sorted(v) for (d, op), v in sorted(_REGISTRY.items())}
-
-
-def data_inputs(node: Node, varying: set[str]):
-    """Preflight hook for :func:`onnxlrp.graph.relevance_path`."""
-    kernel = resolve(node)
-    if kernel is None:
-        if node.op_type in ("If", "Loop", "Scan"):
-            return "control flow is not supported on the relevance path"
-        versions = _REGISTRY.get((node.domain, node.op_type))
-        if versions:
-            return f"kernels exist only for opset versions {sorted(versions)}"
-        return "no kernel registered"
-    return kernel.data_inputs(node, varying)
-
-
 def as_float(value, dtype) -> np.ndarray:
     """A parameter as an array of the compute dtype."""
     return np.asarray(value, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------- rules
+
+
+class Rule:
+    """A relevance policy for one node. ``propagate`` returns one entry per node input (``None`` = nothing)."""
+
+    #: categories of node this rule may be assigned to (``None`` = any)
+    applies_to: frozenset | None = None
+
+    def propagate(self, kernel: Kernel, call: Call, relevance: tuple) -> tuple:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return f"{type(self).__name__}({args})"
+
+
+@dataclass(frozen=True)
+class Gradient(Rule):
+    """The op's exact vector-Jacobian product: ``R_in = Jᵀ R_out`` (gradient methods; max-pool and reshapes in LRP)."""
+
+    def propagate(self, kernel, call, relevance):
+        return kernel.vjp(call, relevance)
+
+
+#: the rule of every node a method leaves unassigned
+GRADIENT = Gradient()

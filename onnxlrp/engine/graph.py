@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from .errors import ExternalDataError, ModelCheckError, ModelLoadError, UnsupportedGraphError, join_lines
+from ..errors import ExternalDataError, ModelCheckError, ModelLoadError, UnsupportedGraphError, join_lines
 
 INPUT_PREFIX = "input:"
 

@@ -72,153 +72,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .errors import MethodError
-from .methods import METHODS, Method, MethodFamily, lrp_method, register_family, register_method
-from .presets import LayerRules, lrp_rules
-from .rules import RULES, Epsilon, Flat, LinearRule, StdxEpsilon, WSquare, ZBox, _add, _clamp, _forward, _params, \
-    _pullback, stabilize
-
-DIVISIONS = ("safe", "innvestigate")
-
-# -------------------------------------------------------------------------------------------- helpers
-
-
-def safe_divide(xp, r, z, division: str = "safe"):
-    """``r / z`` without a stabiliser: ``"safe"`` gives 0 where ``z = 0``; ``"innvestigate"`` computes
-    ``r / (z + 1e-7·[z = 0])`` (iNNvestigate ``SafeDivide``)."""
-    zero = z == 0
-    if division == "innvestigate":
-        return r / (z + zero.astype(z.dtype) * 1e-7)
-    if division != "safe":
-        raise ValueError(f"division must be one of {', '.join(DIVISIONS)}; got {division!r}")
-    return xp.where(zero, 0.0, r / xp.where(zero, 1.0, z)).astype(r.dtype, copy=False)
-
-
-def sign_mu(xp, x, mu=0.0):
-    """``S_μ(x) = +1 if x ≥ μ else −1`` (``mu=0``: ``sgn0``, zero counts as positive); ``mu`` may be an array
-    broadcast against ``x`` (e.g. one threshold per feature)."""
-    threshold = xp.asarray(mu, dtype=x.dtype)
-    return xp.where(x >= threshold, 1.0, -1.0).astype(x.dtype, copy=False)
-
-
-def _check_division(division: str) -> None:
-    if division not in DIVISIONS:
-        raise ValueError(f"division must be one of {', '.join(DIVISIONS)}; got {division!r}")
-
-
-# -------------------------------------------------------------------------------------------- rules
-
-
-@dataclass(frozen=True)
-class Z(LinearRule):
-    """LRP-z with the bias, no ε (iNNvestigate ``ZRule``): ``R_i = x_i (Wᵀ s)_i``, ``s = R / z``, ``z = Wx + b``;
-    outputs with ``z = 0`` per ``division`` (``"safe"``: dropped; ``"innvestigate"``: ``R/1e-7``)."""
-
-    division: str = "safe"
-    zero_params: tuple = ()
-
-    def __post_init__(self):
-        _check_division(self.division)
-
-    def apply(self, op, r, call):
-        xp = call.xp
-        params = _params(op, lambda n, p: p, self.zero_params)
-        z = op.forward(op.inputs, params)
-        return _pullback(op, safe_divide(xp, r, z, self.division), params, op.inputs, xp)
-
-
-@dataclass(frozen=True)
-class Sign(LinearRule):
-    """SIGN input-layer rule (Gumpfer et al. 2023): ``R_i = sgn0(x_i)·(Wᵀ s)_i``, ``s = R / z``, ``z = Wx + b``.
-
-    No ε by default (signxai TensorFlow). ``epsilon`` / ``stdfactor`` stabilise the denominator with
-    ``ε = epsilon + stdfactor·std(x)`` (per sample) as signxai2's PyTorch hooks do; ``division`` handles ``z = 0``
-    when there is no ε.
-    """
-
-    epsilon: float = 0.0
-    stdfactor: float = 0.0
-    division: str = "safe"
-    zero_params: tuple = ()
-
-    applies_to = frozenset({"conv", "dense"})
-
-    def __post_init__(self):
-        _check_division(self.division)
-        if self.epsilon < 0 or self.stdfactor < 0:
-            raise ValueError(f"epsilon and stdfactor must be non-negative; got {self.epsilon}, {self.stdfactor}")
-
-    def signs(self, xp, x):
-        return sign_mu(xp, x, 0.0)
-
-    def apply(self, op, r, call):
-        xp = call.xp
-        params = _params(op, lambda n, p: p, self.zero_params)
-        z = op.forward(op.inputs, params)
-        if self.epsilon == 0 and self.stdfactor == 0:
-            s = safe_divide(xp, r, z, self.division)
-        else:
-            x = op.inputs[0]
-            eps = self.epsilon
-            if self.stdfactor:
-                std = x.std(axis=tuple(range(1, x.ndim)), keepdims=True)
-                eps = eps + (self.stdfactor * std).reshape((x.shape[0],) + (1,) * (r.ndim - 1))
-            s = r / stabilize(xp, z, eps)
-        return [self.signs(xp, x) * g for x, g in zip(op.inputs, op.vjp(s, params))]
-
-
-@dataclass(frozen=True)
-class SignMu(Sign):
-    """SIGN-μ input-layer rule: :class:`Sign` with ``S_μ(x) = +1 if x ≥ μ else −1`` in place of ``sgn0``; ``mu`` is
-    a number or a sequence broadcast against the layer input (one threshold per feature)."""
-
-    mu: Any = 0.0
-
-    def signs(self, xp, x):
-        return sign_mu(xp, x, self.mu)
-
-
-@dataclass(frozen=True)
-class AlphaBetaINN(LinearRule):
-    """LRP-αβ with iNNvestigate's semantics (``AlphaBetaRule``): ``R = α R^α − β R^β`` with
-    ``R^α = x⁺⊙W⁺ᵀs^α + x⁻⊙W⁻ᵀs^α``, ``s^α = R / (W⁺x⁺ + W⁻x⁻ + b)`` and
-    ``R^β = x⁺⊙W⁻ᵀs^β + x⁻⊙W⁺ᵀs^β``, ``s^β = R / (W⁻x⁺ + W⁺x⁻ + b)``: with ``bias=True`` both denominators carry the
-    full bias (``bias=False``: none). Requires ``β ≥ 0`` and ``α − β = 1``; no ε (``division`` for ``z = 0``)."""
-
-    alpha: float = 1.0
-    beta: float = 0.0
-    bias: bool = True
-    division: str = "safe"
-
-    def __post_init__(self):
-        _check_division(self.division)
-        if self.beta < 0 or abs((self.alpha - self.beta) - 1.0) > 1e-12:
-            raise ValueError(f"alpha-beta needs beta >= 0 and alpha - beta = 1; got alpha={self.alpha}, "
-                             f"beta={self.beta}")
-
-    def apply(self, op, r, call):
-        xp = call.xp
-        xpos = [_clamp(xp, x, lo=0) for x in op.inputs]
-        xneg = [_clamp(xp, x, hi=0) for x in op.inputs]
-        wpos = _params(op, lambda n, p: _clamp(xp, p, lo=0), drop_bias=not self.bias)
-        wneg = _params(op, lambda n, p: _clamp(xp, p, hi=0), drop_bias=not self.bias)
-
-        def part(w_for_pos, w_for_neg):
-            z = _forward(op, xpos, w_for_pos, xp) + _forward(op, xneg, w_for_neg, xp)
-            if not hasattr(z, "shape"):  # both halves skipped: all-zero inputs, no bias
-                z = xp.zeros_like(r) + z
-            s = safe_divide(xp, r, z, self.division)
-            return _add(_pullback(op, s, w_for_pos, xpos, xp), _pullback(op, s, w_for_neg, xneg, xp))
-
-        activator = part(wpos, wneg)
-        if self.beta == 0:
-            return [self.alpha * a for a in activator] if self.alpha != 1 else activator
-        inhibitor = part(wneg, wpos)
-        return [self.alpha * a - self.beta * b for a, b in zip(activator, inhibitor)]
-
-
-for _key, _rule in (("sign", Sign), ("sign_mu", SignMu), ("z", Z), ("alpha_beta_inn", AlphaBetaINN)):
-    RULES.setdefault(_key, _rule)
+from ..errors import MethodError
+from ..lrp.assign import lrp_rules
+from ..lrp.presets import LayerRules
+from ..lrp.rules import Epsilon, Flat, StdxEpsilon, WSquare, ZBox
+from ..lrp.sign import DIVISIONS, AlphaBetaINN, Sign, SignMu, Z, sign_mu
+from . import gradients
+from .base import Method, MethodFamily, Result, lrp_method
 
 # -------------------------------------------------------------------------------------------- gradient x SIGN
 
@@ -243,17 +103,17 @@ def _fmt(value: float) -> str:
 def gradient_sign_method(name: str, base: str, mu: float | None, mu_param: bool) -> Method:
     """``<base>_x_sign…``: the base method's map times ``S_μ(x)`` (``mu`` fixed by the name, or the parameter ``mu``
     when ``mu_param``)."""
-    base_method = METHODS[base]
+    base_method = next(m for m in gradients.METHODS if m.name == base)
     params = {**base_method.params, **_BASE_DEFAULTS.get(base, {})}
     if mu_param:
         params["mu"] = 0.0
     fixed = 0.0 if mu is None else mu
 
-    def run(ex, x, feeds, target, full, options):
+    def run(session, x, feeds, target, full, options):
         base_params = {k: v for k, v in full.items() if k in base_method.params}
-        relevance, output, targets, kept = base_method.run(ex, x, feeds, target, base_params, options)
+        result = base_method.run(session, x, feeds, target, base_params, options)
         threshold = full["mu"] if mu_param else fixed
-        return relevance * sign_mu(ex.xp, ex._array(x), threshold), output, targets, kept
+        return result._replace(relevance=result.relevance * sign_mu(session.xp, session.array(x), threshold))
 
     if mu_param:
         factor = "S_mu(x) (+1 where x >= mu, else -1)"
@@ -278,9 +138,7 @@ def parse_gradient_sign(name: str) -> Method | None:
     return gradient_sign_method(name, match["base"], mu, mu_param)
 
 
-register_method(parse_gradient_sign("gradient_x_sign"))
-register_method(parse_gradient_sign("gradient_x_sign_mu"))
-register_family(MethodFamily(
+_GRADIENT_SIGN_FAMILY = MethodFamily(
     pattern="{gradient,guided_backprop,deconvnet,smoothgrad}_x_sign[_mu[_<m>]]",
     description="SIGN (Gumpfer et al. 2023): the base method's map times the sign of the input, sgn0(x) or "
                 "S_mu(x) = +1 where x >= mu else -1; '_mu' takes the parameter mu, '_mu_<m>' fixes it "
@@ -288,7 +146,7 @@ register_family(MethodFamily(
     examples=("gradient_x_sign_mu_0", "gradient_x_sign_mu_0_5", "gradient_x_sign_mu_neg_0_5",
               "guided_backprop_x_sign", "guided_backprop_x_sign_mu_0_5", "deconvnet_x_sign",
               "deconvnet_x_sign_mu_neg_0_5", "smoothgrad_x_sign", "smoothgrad_x_sign_mu"),
-    parse=parse_gradient_sign))
+    parse=parse_gradient_sign)
 
 # -------------------------------------------------------------------------------------------- LRP names
 
@@ -409,8 +267,8 @@ def _params_for(spec: LrpName) -> dict:
 
 
 def lrp_assigner(spec: LrpName):
-    """``assign(ex, params)`` for a parsed LRP name."""
-    def assign(ex, params):
+    """``assign(session, params)`` for a parsed LRP name."""
+    def assign(session, params):
         division = params["division"]
         stabilizer = params.get("sign_input_stabilizer", "none")
         if division not in DIVISIONS:
@@ -419,10 +277,10 @@ def lrp_assigner(spec: LrpName):
             raise MethodError(f"sign_input_stabilizer must be 'none' or 'same_as_layer'; got {stabilizer!r}")
         conv, dense = spec.layer_rules(division)
         layer = LayerRules(conv=conv, dense=dense, first=spec.input_rule(params), stabilizer=0.0)
-        rules = lrp_rules(ex.path.nodes, ex.categories, ex.path.varying, layer)
+        rules = lrp_rules(session.path.nodes, session.categories, session.path.varying, layer)
         z = Z(division)
-        for node in ex.path.nodes:
-            if ex.categories[node.name] in ("sum", "avgpool"):
+        for node in session.path.nodes:
+            if session.categories[node.name] in ("sum", "avgpool"):
                 rules[node.name] = z
         return rules
 
@@ -437,7 +295,7 @@ def parse_lrp(name: str) -> Method | None:
     return lrp_method(name, spec.describe(), _params_for(spec), lrp_assigner(spec))
 
 
-register_family(MethodFamily(
+_LRP_NAME_FAMILY = MethodFamily(
     pattern="{lrp,lrpsign,lrpz,w2lrp,flatlrp,zblrp}_{z,epsilon_<e>,epsilon_<f>_std_x,alpha_<a>_beta_<b>,"
             "sequential_composite_{a,b}}[_mu_<m>]",
     description="signxai LRP names: the rule on every Conv/dense layer, the input layer by prefix (lrp: same rule, "
@@ -450,4 +308,7 @@ register_family(MethodFamily(
               "lrpz_epsilon_0_1_std_x", "lrpsign_epsilon_0_25_std_x_mu_neg_0_5", "lrp_alpha_1_beta_0",
               "lrpsign_alpha_1_beta_0", "lrpz_alpha_1_beta_0", "w2lrp_epsilon_0_1", "flatlrp_z",
               "zblrp_z_VGG16ILSVRC", "lrp_sequential_composite_a", "lrpsign_sequential_composite_b"),
-    parse=parse_lrp))
+    parse=parse_lrp)
+
+METHODS = [parse_gradient_sign("gradient_x_sign"), parse_gradient_sign("gradient_x_sign_mu")]
+FAMILIES = [_GRADIENT_SIGN_FAMILY, _LRP_NAME_FAMILY]

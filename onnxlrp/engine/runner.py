@@ -11,9 +11,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .errors import BackendUnavailableError, ModelCheckError
+from ..errors import BackendUnavailableError, ModelCheckError
 from .graph import Graph, Node
-from .registry import Call, resolve
+from .kernel import Call
+from .registry import resolve
 
 
 class OrtRunner:
@@ -51,43 +52,51 @@ class OrtRunner:
             raise ModelCheckError(f"onnxruntime cannot load the model: {first}") from exc
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The requested tensors, plus the feeds themselves."""
         values = self.session.run(self.outputs, feeds)
-        return dict(zip(self.outputs, values))
+        return {**dict(zip(self.outputs, values)), **feeds}
 
 
 class KernelRunner:
-    """Forward pass of the relevance path through the kernels in ``dtype`` (float64 end to end on the path)."""
+    """Forward pass of the relevance path through the kernels in ``dtype`` on the array module ``xp`` (float64 end
+    to end on the path, on the GPU when ``xp`` is CuPy); values off the path come from an onnxruntime run."""
 
-    def __init__(self, graph: Graph, path_nodes: list[Node], varying: set[str], constants: dict, external: list[str],
-                 device: str = "cpu"):
+    def __init__(self, graph: Graph, path_nodes: list[Node], varying: set[str], external: list[str],
+                 device: str, xp, dtype):
         self.path_nodes = path_nodes
         self.varying = varying
-        self.constants = constants
+        self.constants = graph.constants
         self.external = external
+        self.xp, self.dtype = xp, dtype
+        self._constants: dict = {}
         self.ort = OrtRunner(graph, external, device=device) if external else None
 
-    def run(self, feeds: dict[str, np.ndarray], input_name: str, dtype) -> dict[str, np.ndarray]:
-        values: dict[str, np.ndarray] = {}
+    def run(self, feeds: dict[str, np.ndarray]) -> dict:
+        """Every tensor on the path (backend arrays), the off-path values it reads, and the feeds."""
+        xp = self.xp
+        values: dict = {}
         if self.ort is not None:
             ort_feeds = {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in feeds.items()}
             got = self.ort.run(ort_feeds)
-            values.update({k: got[k] for k in self.external})
-        values.update(feeds)
+            values.update({k: self._array(got[k]) for k in self.external})
+        values.update({k: self._array(v) for k, v in feeds.items()})
         for node in self.path_nodes:
-            inputs = tuple(_lookup(values, self.constants, t, dtype) for t in node.inputs)
+            inputs = tuple(self._lookup(values, t) for t in node.inputs)
             flags = tuple(bool(t) and t in self.varying for t in node.inputs)
-            call = Call(node=node, inputs=inputs, outputs=(), varying=flags, xp=np)
-            outs = resolve(node).forward(call)
+            outs = resolve(node).forward(Call(node=node, inputs=inputs, outputs=(), varying=flags, xp=xp))
             for name, value in zip(node.outputs, outs):
                 if name and value is not None:
                     values[name] = value
         return values
 
+    def _array(self, value):
+        return self.xp.asarray(value, dtype=self.dtype) if value.dtype.kind == "f" else value
 
-def _lookup(values, constants, name, dtype):
-    if not name:
-        return None
-    if name in values:
-        return values[name]
-    value = constants[name]
-    return value.astype(dtype) if value.dtype.kind == "f" else value
+    def _lookup(self, values, name):
+        if not name:
+            return None
+        if name in values:
+            return values[name]
+        if name not in self._constants:
+            self._constants[name] = self._array(self.constants[name])
+        return self._constants[name]

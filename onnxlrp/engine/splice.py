@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import MethodError
+from ..errors import MethodError
 from .graph import Node
-from .registry import Call, Kernel, resolve
+from .kernel import Kernel
+from .registry import resolve
 
 PREFIX = "onnxlrp::contrast/"
 
@@ -37,33 +38,30 @@ class Head:
     varying: set[str] = field(default_factory=set)
 
 
-def final_dense(ex) -> Node:
+def final_dense(session) -> Node:
     """The dense node producing the explained logits, or a clear error."""
-    node = ex.cgraph.producer.get(ex.output_name)
-    if node is None or ex.categories.get(node.name) != "dense" or not ex.path.nodes or node is not ex.path.nodes[-1]:
+    node = session.canonical.producer.get(session.output_name)
+    if node is None or session.categories.get(node.name) != "dense" or not session.path.nodes or node is not session.path.nodes[-1]:
         found = "nothing" if node is None else f"{node.op_type} node {node.name!r}"
-        raise MethodError(f"contrastive splicing needs the logits {ex.output_name!r} to come from a dense layer "
+        raise MethodError(f"contrastive splicing needs the logits {session.output_name!r} to come from a dense layer "
                           f"(Gemm, MatMul with constant weights); they come from {found}")
     return node
 
 
-def dense_weights(ex, node: Node, values) -> tuple[np.ndarray, np.ndarray | None]:
+def dense_weights(session, node: Node, values) -> tuple[np.ndarray, np.ndarray | None]:
     """Effective ``(W (D, C), b (C,) or None)`` of a dense node, ``z = x @ W + b`` (Gemm's alpha/beta/transB
     applied), and its input ``x`` must be 2-D ``(N, D)``."""
-    kernel = ex.kernels[node.name]
-    varying = tuple(bool(t) and t in ex.path.varying for t in node.inputs)
-    inputs = tuple((values[t] if t in values else ex._constant(t)) if t else None for t in node.inputs)
-    op = kernel.linear_op(Call(node, inputs, (), varying, ex.xp))
+    op = session.linear_op(node, values)
     if op.ports != (0,) or op.inputs[0].ndim != 2 or op.params["weight"].ndim != 2:
         raise MethodError(f"contrastive splicing needs a dense layer on a 2-D input (N, features); "
                           f"{node.op_type} node {node.name!r} takes {tuple(op.inputs[0].shape)}")
     bias = op.params.get("bias")
     if bias is not None:
-        bias = ex.xp.broadcast_to(bias, (op.params["weight"].shape[1],))
+        bias = session.xp.broadcast_to(bias, (op.params["weight"].shape[1],))
     return op.params["weight"], bias
 
 
-def splice_dense_head(ex, dense: Node, weight, bias, tag: str) -> Head:
+def splice_dense_head(session, dense: Node, weight, bias, tag: str) -> Head:
     """Replace ``dense`` by ``onnxlrp::RowDense(x, weight (N, D, K), bias (N, K) | None)``; seed ``Head.output``."""
     name = f"{PREFIX}{tag}/{dense.name}"
     w_name, b_name, out = f"{name}/weight", f"{name}/bias", f"{name}/output"
@@ -71,23 +69,23 @@ def splice_dense_head(ex, dense: Node, weight, bias, tag: str) -> Head:
                 inputs=(dense.inputs[0], w_name, b_name if bias is not None else ""), outputs=(out,),
                 attrs={"replaces": (dense.op_type, dense.name)}, index=dense.index)
     constants = {w_name: weight} if bias is None else {w_name: weight, b_name: bias}
-    nodes = [n for n in ex.path.nodes if n.name != dense.name] + [node]
-    return _head(ex, nodes, node, out, constants)
+    nodes = [n for n in session.path.nodes if n.name != dense.name] + [node]
+    return _head(session, nodes, node, out, constants)
 
 
-def splice_after_output(ex, op_type: str, attrs: dict, tag: str) -> Head:
+def splice_after_output(session, op_type: str, attrs: dict, tag: str) -> Head:
     """Append ``op_type`` (e.g. ``LogSoftmax``) consuming the explained output; seed ``Head.output``."""
     name = f"{PREFIX}{tag}"
     out = f"{name}/output"
-    since = ex.graph.opsets.get("", 17)
-    node = Node(name=name, op_type=op_type, domain="", since=since, inputs=(ex.output_name,), outputs=(out,),
-                attrs=attrs, index=len(ex.graph.nodes))
-    return _head(ex, list(ex.path.nodes) + [node], node, out, {})
+    since = session.graph.opsets.get("", 17)
+    node = Node(name=name, op_type=op_type, domain="", since=since, inputs=(session.output_name,), outputs=(out,),
+                attrs=attrs, index=len(session.graph.nodes))
+    return _head(session, list(session.path.nodes) + [node], node, out, {})
 
 
-def _head(ex, nodes, node, out, constants) -> Head:
+def _head(session, nodes, node, out, constants) -> Head:
     kernel = resolve(node)
-    varying = set(ex.path.varying) | {out}
-    categories = {**ex.categories, node.name: kernel.node_category(node, varying)}
+    varying = set(session.path.varying) | {out}
+    categories = {**session.categories, node.name: kernel.node_category(node, varying)}
     return Head(nodes=nodes, output=out, constants=constants, kernels={node.name: kernel}, categories=categories,
                 varying=varying)

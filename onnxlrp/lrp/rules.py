@@ -14,95 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .errors import RuleNotApplicableError
-from .registry import Call, Kernel, LinearOp, scatter_ports, unbroadcast
+from ..engine.kernel import Call, Gradient, Kernel, LinearOp, Rule, scatter_ports, unbroadcast
+from ..errors import RuleNotApplicableError
+from .core import add_terms, all_zero, clamp, divide, forward_or_zero, layer_output, modified_params, pullback, \
+    stabilize
 
-# -------------------------------------------------------------------------------------------- helpers
-
-
-def stabilize(xp, z, epsilon):
-    """Denominator ``z + ε·sgn0(z)`` (zennit ``Stabilizer``); ``ε`` may be an array broadcast against ``z``."""
-    if getattr(z, "ndim", 0) == 0:
-        return z + epsilon if z >= 0 else z - epsilon
-    out = z + 0.0  # a fresh array; −0.0 becomes +0.0, so sgn0(−0.0) = +1 as in zennit
-    xp.copysign(epsilon, out, out=out)
-    out += z
-    return out
-
-
-def divide(xp, r, z, epsilon):
-    """``r / (z + ε·sgn0(z))``; with ``ε = 0`` a zero denominator yields 0 (the relevance there is dropped)."""
-    if isinstance(epsilon, (int, float)) and epsilon == 0:
-        zero = z == 0
-        return xp.where(zero, 0.0, r / xp.where(zero, 1.0, z)).astype(r.dtype, copy=False)
-    return r / stabilize(xp, z, epsilon)
-
-
-def _clamp(xp, a, lo=None, hi=None):
-    if a is None:
-        return None
-    if lo is not None:
-        return xp.maximum(a, lo)
-    return xp.minimum(a, hi)
-
-
-def _params(op: LinearOp, fn, zero: tuple[str, ...] = (), drop_bias: bool = False) -> dict:
-    """Modify every parameter with ``fn(name, value)``; names in ``zero`` (or the bias if ``drop_bias``) vanish."""
-    out = {}
-    for name, value in op.params.items():
-        if value is None or name in zero or (drop_bias and name == "bias"):
-            out[name] = None
-        else:
-            out[name] = fn(name, value)
-    return out
-
-
-def _is_zero(xp, xs) -> bool:
-    return all(not bool(xp.any(x)) for x in xs)
-
-
-def _output(op: LinearOp, params: dict, call: Call, r):
-    """``z = f(x; params)``: the node's forward value when the parameters are the op's own (no ``zero_params``) and
-    the forward pass kept it (one GEMM saved per layer), else recomputed."""
-    out = call.outputs[0] if call.outputs else None
-    if out is not None and getattr(out, "shape", None) == r.shape and all(params[k] is v for k, v in op.params.items()):
-        return out
-    return op.forward(op.inputs, params)
-
-
-def _forward(op: LinearOp, xs, params, xp):
-    """``f(xs; params)``, skipping the work (returning 0) when inputs are all zero and there is no bias."""
-    if params.get("bias") is None and _is_zero(xp, xs):
-        return 0.0
-    return op.forward(xs, params)
-
-
-def _pullback(op: LinearOp, s, params, xs, xp):
-    """``xs ⊙ Jᵀ s`` per data input, skipped (0) for all-zero inputs."""
-    if _is_zero(xp, xs):
-        return [0.0] * len(xs)
-    return [x * g for x, g in zip(xs, op.vjp(s, params))]
-
-
-def _add(a, b):
-    return [u + v for u, v in zip(a, b)]
-
-
-# -------------------------------------------------------------------------------------------- base classes
-
-
-class Rule:
-    """A relevance policy for one node. ``propagate`` returns one entry per node input (``None`` = nothing)."""
-
-    #: categories of node this rule may be assigned to (``None`` = any)
-    applies_to: frozenset | None = None
-
-    def propagate(self, kernel: Kernel, call: Call, relevance: tuple) -> tuple:
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
-        return f"{type(self).__name__}({args})"
+# -------------------------------------------------------------------------------------------- base class
 
 
 class LinearRule(Rule):
@@ -123,14 +40,6 @@ class LinearRule(Rule):
 
 
 # -------------------------------------------------------------------------------------------- routing rules
-
-
-@dataclass(frozen=True)
-class Gradient(Rule):
-    """The op's exact vector-Jacobian product: ``R_in = Jᵀ R_out`` (gradient methods; max-pool and reshapes in LRP)."""
-
-    def propagate(self, kernel, call, relevance):
-        return kernel.vjp(call, relevance)
 
 
 @dataclass(frozen=True)
@@ -182,9 +91,9 @@ class Epsilon(LinearRule):
 
     def apply(self, op, r, call):
         xp = call.xp
-        params = _params(op, lambda n, p: p, self.zero_params)
-        z = _output(op, params, call, r)
-        return _pullback(op, divide(xp, r, z, self.epsilon), params, op.inputs, xp)
+        params = modified_params(op, lambda n, p: p, self.zero_params)
+        z = layer_output(op, params, call, r)
+        return pullback(op, divide(xp, r, z, self.epsilon), params, op.inputs, xp)
 
 
 @dataclass(frozen=True)
@@ -208,12 +117,12 @@ class StdxEpsilon(LinearRule):
         x = op.inputs[0]
         axes = tuple(range(1, x.ndim))
         eps = (self.stdfactor * x.std(axis=axes, keepdims=True)).reshape((x.shape[0],) + (1,) * (r.ndim - 1))
-        params = _params(op, lambda n, p: p, self.zero_params)
-        z = _output(op, params, call, r)
+        params = modified_params(op, lambda n, p: p, self.zero_params)
+        z = layer_output(op, params, call, r)
         denominator = stabilize(xp, z, eps)  # exactly 0 only when eps = 0 (constant layer input) and z = 0
         zero = denominator == 0
         s = xp.where(zero, 0.0, r / xp.where(zero, 1.0, denominator)).astype(r.dtype, copy=False)
-        return _pullback(op, s, params, op.inputs, xp)
+        return pullback(op, s, params, op.inputs, xp)
 
 
 @dataclass(frozen=True)
@@ -235,18 +144,18 @@ class AlphaBeta(LinearRule):
 
     def apply(self, op, r, call):
         xp = call.xp
-        xpos = [_clamp(xp, x, lo=0) for x in op.inputs]
-        xneg = [_clamp(xp, x, hi=0) for x in op.inputs]
-        wpos = _params(op, lambda n, p: _clamp(xp, p, lo=0), self.zero_params)
-        wneg = _params(op, lambda n, p: _clamp(xp, p, hi=0), self.zero_params)
-        wpos_nb = _params(op, lambda n, p: _clamp(xp, p, lo=0), self.zero_params, drop_bias=True)
-        wneg_nb = _params(op, lambda n, p: _clamp(xp, p, hi=0), self.zero_params, drop_bias=True)
-        s_a = divide(xp, r, _forward(op, xpos, wpos, xp) + _forward(op, xneg, wneg_nb, xp), self.stabilizer)
-        r_a = _add(_pullback(op, s_a, wpos, xpos, xp), _pullback(op, s_a, wneg_nb, xneg, xp))
+        xpos = [clamp(xp, x, lo=0) for x in op.inputs]
+        xneg = [clamp(xp, x, hi=0) for x in op.inputs]
+        wpos = modified_params(op, lambda n, p: clamp(xp, p, lo=0), self.zero_params)
+        wneg = modified_params(op, lambda n, p: clamp(xp, p, hi=0), self.zero_params)
+        wpos_nb = modified_params(op, lambda n, p: clamp(xp, p, lo=0), self.zero_params, drop_bias=True)
+        wneg_nb = modified_params(op, lambda n, p: clamp(xp, p, hi=0), self.zero_params, drop_bias=True)
+        s_a = divide(xp, r, forward_or_zero(op, xpos, wpos, xp) + forward_or_zero(op, xneg, wneg_nb, xp), self.stabilizer)
+        r_a = add_terms(pullback(op, s_a, wpos, xpos, xp), pullback(op, s_a, wneg_nb, xneg, xp))
         if self.beta == 0:
             return [self.alpha * a for a in r_a] if self.alpha != 1 else r_a
-        s_b = divide(xp, r, _forward(op, xpos, wneg, xp) + _forward(op, xneg, wpos_nb, xp), self.stabilizer)
-        r_b = _add(_pullback(op, s_b, wneg, xpos, xp), _pullback(op, s_b, wpos_nb, xneg, xp))
+        s_b = divide(xp, r, forward_or_zero(op, xpos, wneg, xp) + forward_or_zero(op, xneg, wpos_nb, xp), self.stabilizer)
+        r_b = add_terms(pullback(op, s_b, wneg, xpos, xp), pullback(op, s_b, wpos_nb, xneg, xp))
         return [self.alpha * a - self.beta * b for a, b in zip(r_a, r_b)]
 
 
@@ -272,21 +181,21 @@ class Gamma(LinearRule):
 
     def apply(self, op, r, call):
         xp, g = call.xp, self.gamma
-        xpos = [_clamp(xp, x, lo=0) for x in op.inputs]
-        xneg = [_clamp(xp, x, hi=0) for x in op.inputs]
-        up = lambda n, p: p + g * _clamp(xp, p, lo=0)  # noqa: E731
-        down = lambda n, p: p + g * _clamp(xp, p, hi=0)  # noqa: E731
-        w_up, w_down = _params(op, up, self.zero_params), _params(op, down, self.zero_params)
-        w_up_nb = _params(op, up, self.zero_params, drop_bias=True)
-        w_down_nb = _params(op, down, self.zero_params, drop_bias=True)
+        xpos = [clamp(xp, x, lo=0) for x in op.inputs]
+        xneg = [clamp(xp, x, hi=0) for x in op.inputs]
+        up = lambda n, p: p + g * clamp(xp, p, lo=0)  # noqa: E731
+        down = lambda n, p: p + g * clamp(xp, p, hi=0)  # noqa: E731
+        w_up, w_down = modified_params(op, up, self.zero_params), modified_params(op, down, self.zero_params)
+        w_up_nb = modified_params(op, up, self.zero_params, drop_bias=True)
+        w_down_nb = modified_params(op, down, self.zero_params, drop_bias=True)
         z = op.forward(op.inputs, op.params)
-        s_up = (z > 0) * divide(xp, r, _forward(op, xpos, w_up, xp) + _forward(op, xneg, w_down_nb, xp),
+        s_up = (z > 0) * divide(xp, r, forward_or_zero(op, xpos, w_up, xp) + forward_or_zero(op, xneg, w_down_nb, xp),
                                 self.stabilizer)
-        s_down = (z < 0) * divide(xp, r, _forward(op, xpos, w_down, xp) + _forward(op, xneg, w_up_nb, xp),
+        s_down = (z < 0) * divide(xp, r, forward_or_zero(op, xpos, w_down, xp) + forward_or_zero(op, xneg, w_up_nb, xp),
                                   self.stabilizer)
-        out = _add(_pullback(op, s_up, w_up, xpos, xp), _pullback(op, s_up, w_down_nb, xneg, xp))
-        out = _add(out, _pullback(op, s_down, w_down, xpos, xp))
-        return _add(out, _pullback(op, s_down, w_up_nb, xneg, xp))
+        out = add_terms(pullback(op, s_up, w_up, xpos, xp), pullback(op, s_up, w_down_nb, xneg, xp))
+        out = add_terms(out, pullback(op, s_down, w_down, xpos, xp))
+        return add_terms(out, pullback(op, s_down, w_up_nb, xneg, xp))
 
 
 @dataclass(frozen=True)
@@ -310,13 +219,13 @@ class ZBox(LinearRule):
         low = x.min(axis=axes, keepdims=True) if self.low is None else xp.asarray(self.low, dtype=x.dtype)
         high = x.max(axis=axes, keepdims=True) if self.high is None else xp.asarray(self.high, dtype=x.dtype)
         low, high = xp.broadcast_to(low, x.shape), xp.broadcast_to(high, x.shape)
-        w = _params(op, lambda n, p: p, self.zero_params)
-        wpos = _params(op, lambda n, p: _clamp(xp, p, lo=0), self.zero_params)
-        wneg = _params(op, lambda n, p: _clamp(xp, p, hi=0), self.zero_params)
+        w = modified_params(op, lambda n, p: p, self.zero_params)
+        wpos = modified_params(op, lambda n, p: clamp(xp, p, lo=0), self.zero_params)
+        wneg = modified_params(op, lambda n, p: clamp(xp, p, hi=0), self.zero_params)
         z = op.forward([x], w) - op.forward([low], wpos) - op.forward([high], wneg)
         s = divide(xp, r, z, self.stabilizer)
-        (a,), (b,), (c,) = (_pullback(op, s, w, [x], xp), _pullback(op, s, wpos, [low], xp),
-                            _pullback(op, s, wneg, [high], xp))
+        (a,), (b,), (c,) = (pullback(op, s, w, [x], xp), pullback(op, s, wpos, [low], xp),
+                            pullback(op, s, wneg, [high], xp))
         return [a - b - c]
 
 
@@ -331,7 +240,7 @@ class Flat(LinearRule):
     def apply(self, op, r, call):
         xp = call.xp
         ones = [xp.ones_like(x) for x in op.inputs]
-        params = _params(op, lambda n, p: xp.ones_like(p), self.zero_params, drop_bias=True)
+        params = modified_params(op, lambda n, p: xp.ones_like(p), self.zero_params, drop_bias=True)
         s = divide(xp, r, op.forward(ones, params), self.stabilizer)
         return list(op.vjp(s, params))
 
@@ -347,13 +256,6 @@ class WSquare(LinearRule):
     def apply(self, op, r, call):
         xp = call.xp
         ones = [xp.ones_like(x) for x in op.inputs]
-        params = _params(op, lambda n, p: p * p, self.zero_params)
+        params = modified_params(op, lambda n, p: p * p, self.zero_params)
         s = divide(xp, r, op.forward(ones, params), self.stabilizer)
         return list(op.vjp(s, params))
-
-
-RULES: dict[str, type[Rule]] = {
-    "gradient": Gradient, "pass": Pass, "epsilon": Epsilon, "norm": Norm, "stdx_epsilon": StdxEpsilon,
-    "alpha_beta": AlphaBeta, "zplus": ZPlus, "gamma": Gamma, "zbox": ZBox, "flat": Flat, "wsquare": WSquare,
-    "guided_backprop": GuidedBackprop, "deconvnet": DeconvNet,
-}

@@ -13,13 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from .errors import OnnxLrpError
+from ..errors import OutputDirError
 
-
-class OutputDirError(OnnxLrpError, OSError):
-    """The output folder cannot be created or written to."""
-
-    exit_code = 13
 
 
 def _describe(exc: OSError) -> str:

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contrast import dense_weights, final_dense, splice_dense_head
-from .errors import MethodError
-from .explainer import class_indices
-from .methods import Method, register_method
-from .presets import PRESETS, LayerRules, lrp_rules
-from .rules import Epsilon, StdxEpsilon, ZBox, ZPlus
+from ..errors import MethodError
+from ..lrp.assign import lrp_rules
+from ..lrp.presets import PRESETS, LayerRules
+from ..lrp.rules import Epsilon, StdxEpsilon, ZBox, ZPlus
+from .base import Method, Result, with_overrides
 
 DUAL_SEEDS = ("abs_logits", "uniform_target", "splice_sum")
 COMBINES = ("norm_diff", "raw_diff")
@@ -52,27 +51,27 @@ def clrp_layer_rules(params) -> LayerRules:
     if preset not in PRESETS:
         raise MethodError(f"unknown preset {preset!r} for a contrastive method; use 'clrp' or one of: "
                           f"{', '.join(sorted(PRESETS))}")
-    return PRESETS[preset].build(dict(PRESETS[preset].params))
+    return PRESETS[preset].build({})
 
 
-def _assign(ex, params, head=None):
-    nodes, categories, varying = (ex.path.nodes, ex.categories, ex.path.varying) if head is None else (
+def _assign(session, params, head=None):
+    nodes, categories, varying = (session.path.nodes, session.categories, session.path.varying) if head is None else (
         head.nodes, head.categories, head.varying)
     return lrp_rules(nodes, categories, varying, clrp_layer_rules(params))
 
 
-def _dual_head(ex, values, output, targets, variant: str, dual_seed: str, contrast):
+def _dual_head(session, values, output, targets, variant: str, dual_seed: str, contrast):
     """Splice the dual concept's head; return ``(head, seed)`` with the seed on the head's output."""
-    xp = ex.xp
-    dense = final_dense(ex)
-    w, b = dense_weights(ex, dense, values)
+    xp = session.xp
+    dense = session.final_dense()
+    w, b = session.dense_weights(dense, values)
     n, classes = output.shape[0], w.shape[1]
     rows = xp.arange(n)
     t = xp.asarray(targets)
     score = xp.abs(output[rows, t])
     if contrast is not None or variant == "clrp2" or dual_seed == "splice_sum":
         if contrast is not None:
-            q = xp.asarray(class_indices(contrast, n, classes, ex.output_name, "contrast", MethodError))
+            q = xp.asarray(session.class_indices(contrast, output, "contrast"))
             column, bias = w.T[q], (None if b is None else b[q])
             seed = xp.abs(output[rows, q]) if dual_seed == "abs_logits" else score
         elif variant == "clrp2":
@@ -84,12 +83,12 @@ def _dual_head(ex, values, output, targets, variant: str, dual_seed: str, contra
             seed = score
         weight = column[:, :, None]                                       # (N, D, 1)
         bias = None if bias is None else bias.reshape(n, 1)
-        head = splice_dense_head(ex, dense, weight, bias, "dual")
+        head = session.splice_dense_head(dense, weight, bias, "dual")
         return head, seed.reshape(n, 1)
     # the other classes: the layer's own columns (shared by all samples), the target's seed zero
     others = xp.ones((n, classes), dtype=output.dtype)
     others[rows, t] = 0
-    head = splice_dense_head(ex, dense, w[None], None if b is None else b[None], "dual")
+    head = session.splice_dense_head(dense, w[None], None if b is None else b[None], "dual")
     if dual_seed == "abs_logits":
         seed = xp.abs(output) * others
     else:
@@ -117,27 +116,27 @@ def _check_params(variant, params):
 
 
 def _clrp_runner(variant: str):
-    def run(ex, x, feeds, target, params, options):
+    def run(session, x, feeds, target, params, options):
         _check_params(variant, params)
-        xp = ex.xp
-        values, output = ex._forward(x, feeds)
-        targets = ex._targets(output, target)
+        xp = session.xp
+        values, output = session.forward(x, feeds)
+        targets = session.targets(output, target)
         dual_seed = params.get("dual_seed", "abs_logits")
-        head, dual = _dual_head(ex, values, output, targets, variant, dual_seed, params["contrast"])
-        head_rules = ex._rules(_assign(ex, params, head), options, head)
+        head, dual = _dual_head(session, values, output, targets, variant, dual_seed, params["contrast"])
+        head_rules = with_overrides(session, _assign(session, params, head), options.get("rules"), head)
         head_node = head.nodes[-1].name
         if variant == "clrp2" and isinstance(head_rules[head_node], (Epsilon, StdxEpsilon)):
             raise MethodError(
                 f"clrp2 with rule {head_rules[head_node].describe()} at the spliced logit layer gives an identically "
                 "zero map (negating the target row flips numerator and denominator together); use a sign-selective "
                 "rule there (z+, alpha-beta, box), e.g. the default preset 'clrp'")
-        rules = ex._rules(_assign(ex, params), options)
-        seed = ex._seed(output, targets, "logit")
-        r, kept = ex._propagate(values, rules, xp.abs(seed), options.get("keep", ()))
-        r_dual, _ = ex._propagate(values, head_rules, {head.output: dual}, head=head)
+        rules = with_overrides(session, _assign(session, params), options.get("rules"))
+        seed = session.seed(output, targets, "logit")
+        r, kept = session.propagate(values, rules, xp.abs(seed), options.get("keep", ()))
+        r_dual, _ = session.propagate(values, head_rules, {head.output: dual}, head=head)
         result, difference = _combine(xp, r, r_dual, params["combine"])
         kept = {**kept, "target_relevance": r, "dual_relevance": r_dual, "difference": difference}
-        return result, output, targets, kept
+        return Result(result, output, targets, kept)
 
     return run
 
@@ -146,23 +145,15 @@ _CLRP_PARAMS = {"preset": "clrp", "low": None, "high": None, "stabilizer": 1e-6,
                 "contrast": None}
 
 
-def _clrp_assign(ex, params):
-    return _assign(ex, params)
+def _clrp_assign(session, params):
+    return _assign(session, params)
 
 
-register_method(Method(
-    "clrp1", "contrastive LRP, dual concept = all other classes (Gu et al. 2018)",
-    {**_CLRP_PARAMS, "dual_seed": "abs_logits"}, "lrp", _clrp_runner("clrp1"), _clrp_assign))
-register_method(Method(
-    "clrp2", "contrastive LRP, dual concept = the negated target class (Gu et al. 2018)",
-    dict(_CLRP_PARAMS), "lrp", _clrp_runner("clrp2"), _clrp_assign))
-
-
-def _sglrp(ex, x, feeds, target, params, options):
+def _sglrp(session, x, feeds, target, params, options):
     """Two-pass SGLRP with CLRP's default rules (or ``preset``)."""
-    xp = ex.xp
-    values, output = ex._forward(x, feeds)
-    targets = ex._targets(output, target)
+    xp = session.xp
+    values, output = session.forward(x, feeds)
+    targets = session.targets(output, target)
     n = output.shape[0]
     rows, t = xp.arange(n), xp.asarray(targets)
     flat = output.reshape(n, -1)
@@ -171,23 +162,28 @@ def _sglrp(ex, x, feeds, target, params, options):
     pt = p[rows, t]
     seed = xp.zeros_like(flat)
     seed[rows, t] = pt * (1 - pt) + 1e-8
-    head, _ = _dual_head(ex, values, output, targets, "clrp1", "abs_logits", None)
+    head, _ = _dual_head(session, values, output, targets, "clrp1", "abs_logits", None)
     dual = pt[:, None] * p
     dual[rows, t] = 0
-    rules = ex._rules(_assign(ex, params), options)
-    r, kept = ex._propagate(values, rules, seed.reshape(output.shape), options.get("keep", ()))
-    r_dual, _ = ex._propagate(values, ex._rules(_assign(ex, params, head), options, head), {head.output: dual},
-                              head=head)
+    rules = with_overrides(session, _assign(session, params), options.get("rules"))
+    r, kept = session.propagate(values, rules, seed.reshape(output.shape), options.get("keep", ()))
+    head_rules = with_overrides(session, _assign(session, params, head), options.get("rules"), head)
+    r_dual, _ = session.propagate(values, head_rules, {head.output: dual}, head=head)
     axes = tuple(range(1, r.ndim))
     total, total_dual = r.sum(axis=axes, keepdims=True), r_dual.sum(axis=axes, keepdims=True)
     scale = xp.where(total_dual == 0, 0.0, total / xp.where(total_dual == 0, 1.0, total_dual))
     result = r - r_dual * scale
     if params["relu"]:
         result = xp.maximum(result, 0)
-    return result, output, targets, {**kept, "target_relevance": r, "dual_relevance": r_dual}
+    return Result(result, output, targets, {**kept, "target_relevance": r, "dual_relevance": r_dual})
 
 
-register_method(Method(
-    "sglrp", "softmax-gradient LRP: the target's softmax gradient against the other classes (Iwana et al. 2019)",
-    {"preset": "clrp", "low": None, "high": None, "stabilizer": 1e-6, "relu": False}, "lrp", _sglrp,
-    _clrp_assign))
+METHODS = [
+    Method("clrp1", "contrastive LRP, dual concept = all other classes (Gu et al. 2018)",
+           {**_CLRP_PARAMS, "dual_seed": "abs_logits"}, "lrp", _clrp_runner("clrp1"), _clrp_assign),
+    Method("clrp2", "contrastive LRP, dual concept = the negated target class (Gu et al. 2018)",
+           dict(_CLRP_PARAMS), "lrp", _clrp_runner("clrp2"), _clrp_assign),
+    Method("sglrp", "softmax-gradient LRP: the target's softmax gradient against the other classes (Iwana et al. "
+           "2019)", {"preset": "clrp", "low": None, "high": None, "stabilizer": 1e-6, "relu": False}, "lrp", _sglrp,
+           _clrp_assign),
+]

@@ -1,0 +1,340 @@
+"""The engine's one public object: a model opened for one explained input, output, device and dtype.
+
+A :class:`Session` parses and canonizes the graph, finds the relevance path, resolves a kernel per node and chooses
+the forward runner, once. Every method runs on it through public calls only::
+
+    values, output = session.forward(x, feeds)            # every tensor the kernels read, and the logits
+    targets = session.targets(output, target)             # explained class per sample
+    seed = session.seed(output, targets, "logit")         # relevance at the output
+    relevance, kept = session.propagate(values, rules, seed)
+
+``rules`` maps node names to :class:`~onnxlrp.engine.kernel.Rule` objects (unassigned nodes use the gradient);
+contrastive methods splice a new head into the path first (:meth:`splice_dense_head`, :meth:`splice_after_output`)
+and pass it to :meth:`propagate`. The path, kernels and categories are read-only views.
+
+Precision is decided here: ``float32`` runs the forward pass on onnxruntime (CPU or CUDA provider) and the kernels
+in float32; ``float64`` recomputes the relevance path with the kernels' own forward in float64 on the session's
+array module (numpy, or CuPy on ``cuda``), taking only values off the path from onnxruntime.
+"""
+from __future__ import annotations
+
+import os
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import InputDtypeError, InputShapeError, MethodError, NameSelectionError, NonFiniteError, \
+    UnsupportedOpError
+from . import registry, seeds, splice
+from .backend import get_xp, to_numpy
+from .canonize import canonize
+from .graph import Graph, Node, relevance_path, unsupported_message
+from .kernel import Call, LinearOp
+from .runner import KernelRunner, OrtRunner
+from .walker import propagate
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+DEVICES = ("cpu", "cuda")
+
+
+class Session:
+    """A model opened for explanation.
+
+    Parameters
+    ----------
+    model : path, bytes or onnx.ModelProto
+        The model (never modified).
+    input_name, output_name : str, optional
+        The explained input and output; required when the model has several. A final Softmax/LogSoftmax is
+        skipped so the logits are explained, unless ``explain_softmax=True``.
+    device : {"cpu", "cuda"}
+        Where kernels run (numpy or CuPy) and onnxruntime's provider.
+    dtype : {"float32", "float64"}
+        Compute precision (see the module docstring).
+    check : bool
+        Run the ONNX checker on the model.
+    """
+
+    def __init__(self, model, input_name: str | None = None, output_name: str | None = None, *, device: str = "cpu",
+                 dtype: str = "float32", explain_softmax: bool = False, check: bool = True):
+        if dtype not in DTYPES:
+            raise MethodError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+        registry.load_builtin_kernels()
+        self.label = repr(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else "the model"
+        self.xp = get_xp(device)
+        self.device = device
+        self.dtype = np.dtype(DTYPES[dtype])
+        self.graph = Graph(model, check=check)
+        self.input_name = _choose("input", input_name, [i.name for i in self.graph.input_infos])
+        self.model_output_name = _choose("output", output_name, [o.name for o in self.graph.output_infos],
+                                         extra=set(self.graph.producer))
+        self.output_name = self.model_output_name if explain_softmax else self._logits(self.model_output_name)
+        nodes, extra, log = canonize(self.graph, {self.output_name})
+        self.canonizer_log = tuple(log)
+        #: the graph the path is taken from: canonizers applied (BatchNorm folded, decomposed ops fused, ...)
+        self.canonical = self.graph.with_nodes(nodes, extra)
+        self.path = relevance_path(self.canonical, self.input_name, self.output_name, registry.data_inputs)
+        if self.path.unsupported:
+            raise UnsupportedOpError(unsupported_message(self.label, self.path.unsupported),
+                                     unsupported=self.path.unsupported)
+        kernels = {n.name: registry.resolve(n) for n in self.path.nodes}
+        self._kernels = MappingProxyType(kernels)
+        self._categories = MappingProxyType(
+            {n.name: kernels[n.name].node_category(n, self.path.varying) for n in self.path.nodes})
+        self._constants: dict[str, Any] = {}
+        self._runner = None
+
+    # ------------------------------------------------------------------------------------------ read-only views
+    @property
+    def kernels(self) -> Mapping:
+        """``node name -> kernel`` for every node on the relevance path."""
+        return self._kernels
+
+    @property
+    def categories(self) -> Mapping[str, str]:
+        """``node name -> category`` (``conv``, ``dense``, ``activation``, ...) for every node on the path."""
+        return self._categories
+
+    @property
+    def input_info(self):
+        return next(i for i in self.graph.input_infos if i.name == self.input_name)
+
+    @property
+    def input_shape(self) -> tuple:
+        """The explained input's static shape, ``None`` for free dimensions."""
+        return _static(self.input_info.shape)
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return self.input_info.dtype
+
+    @property
+    def output_shape(self) -> tuple:
+        info = self.graph.tensor_info(self.output_name)
+        return _static(info.shape if info is not None else None)
+
+    def static_shape(self, tensor: str) -> tuple | None:
+        """A tensor's shape as the model declares it (``None`` when unknown)."""
+        info = self.graph.tensor_info(tensor)
+        return None if info is None or info.shape is None else tuple(info.shape)
+
+    def node_varying(self, node: Node) -> tuple[bool, ...]:
+        """Per input port: whether it depends on the explained input (and so may carry relevance)."""
+        return tuple(bool(t) and t in self.path.varying for t in node.inputs)
+
+    # ------------------------------------------------------------------------------------------ arrays
+    def array(self, x):
+        """``x`` as a backend array in the compute dtype."""
+        return self.xp.asarray(x, dtype=self.dtype)
+
+    @staticmethod
+    def host(x) -> np.ndarray:
+        """A host (numpy) copy of a backend array."""
+        return to_numpy(x)
+
+    def constant(self, name: str):
+        """A constant of the canonical graph as a backend array (floats in the compute dtype), cached."""
+        if name not in self._constants:
+            value = self.canonical.constants[name]
+            self._constants[name] = self.array(value) if value.dtype.kind == "f" else value
+        return self._constants[name]
+
+    def value(self, values: Mapping, name: str):
+        """A tensor's forward value from ``values``, else the constant of that name."""
+        return values[name] if name in values else self.constant(name)
+
+    def chunks(self, total: int, internal_batch_size, per: int) -> list[range]:
+        """Index ranges covering ``total`` rows in batches of a multiple of ``per`` rows (``internal_batch_size``,
+        default all at once), or of the model's fixed batch size."""
+        static = self.input_shape[0] if self.input_shape else None
+        size = internal_batch_size or (static if static else total)
+        size = max(per, (int(size) // per) * per) if static is None else static
+        return [range(i, min(total, i + size)) for i in range(0, total, size)]
+
+    # ------------------------------------------------------------------------------------------ validation
+    def validate_input(self, x):
+        """``x`` checked against the explained input's dtype kind, rank, static dimensions and finiteness."""
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            x = np.asarray(x)
+        info = self.input_info
+        if x.dtype.kind not in "f":
+            raise InputDtypeError(f"input {self.input_name!r} expects floating-point values "
+                                  f"({info.dtype}); got an array of dtype {x.dtype}: convert and normalise it first")
+        expected = info.shape
+        if expected is not None:
+            if x.ndim != len(expected):
+                raise InputShapeError(f"input {self.input_name!r} expects {len(expected)} dimensions "
+                                      f"{_format_shape(expected)}; got shape {tuple(x.shape)}")
+            for axis, (want, got) in enumerate(zip(expected, x.shape)):
+                if isinstance(want, int) and want > 0 and want != got:
+                    raise InputShapeError(f"input {self.input_name!r} expects shape {_format_shape(expected)}; got "
+                                          f"{tuple(x.shape)} (axis {axis} is {got}, not {want})")
+        if not bool(np.isfinite(to_numpy(x)).all()):
+            raise NonFiniteError(f"input {self.input_name!r} contains NaN or inf")
+        return x
+
+    def validate_feeds(self, feeds: Mapping | None) -> dict:
+        """The other model inputs, held fixed: every one must be given, and nothing else."""
+        feeds = dict(feeds or {})
+        names = {i.name for i in self.graph.input_infos}
+        unknown = sorted(set(feeds) - names)
+        if unknown:
+            raise NameSelectionError(f"feeds name {unknown[0]!r}, which is not a model input; inputs are: "
+                                     f"{', '.join(sorted(names))}")
+        missing = sorted(names - set(feeds) - {self.input_name})
+        if missing:
+            raise NameSelectionError(f"the model has other inputs that must be held fixed; pass feeds={{{missing[0]!r}"
+                                     f": ...}} (missing: {', '.join(missing)})")
+        return {k: np.asarray(v) for k, v in feeds.items()}
+
+    # ------------------------------------------------------------------------------------------ the engine
+    def forward(self, x, feeds: Mapping | None = None) -> tuple[dict, Any]:
+        """``(values, output)``: backend arrays of every tensor the kernels read, and the explained output."""
+        feeds = dict(feeds or {})
+        x_host = np.asarray(to_numpy(x), dtype=self.dtype if self.dtype == np.float64 else self.input_dtype)
+        all_feeds = {self.input_name: x_host, **feeds}
+        values = self._forward_runner(all_feeds).run(all_feeds)
+        xp = self.xp
+        values = {k: (xp.asarray(v, dtype=self.dtype) if v.dtype.kind == "f" else v) for k, v in values.items()}
+        output = values[self.output_name]
+        if not bool(xp.isfinite(output).all()):
+            raise NonFiniteError(f"the model's output {self.output_name!r} contains NaN or inf for this input")
+        return values, output
+
+    def targets(self, output, target=None) -> np.ndarray:
+        """The explained class per sample: ``target`` (an int or one per sample) checked, or the prediction."""
+        return seeds.targets(output, target, self.output_name)
+
+    def class_indices(self, value, output, what: str, error=MethodError) -> np.ndarray:
+        """Another class index a method takes (``contrast``), validated as ``target`` is."""
+        n, classes = output.shape[0], int(np.prod(output.shape[1:]))
+        return seeds.class_indices(value, n, classes, self.output_name, what, error)
+
+    def seed(self, output, targets, mode: str = "logit"):
+        """Relevance at the output: the target logit (``"logit"``) or 1 (``"one_hot"``) at each sample's target."""
+        if mode not in seeds.SEED_MODES:
+            raise MethodError(f"relevance_init must be 'logit' or 'one_hot'; got {mode!r}")
+        return seeds.seed(self.xp, output, targets, mode)
+
+    def propagate(self, values: Mapping, rules: Mapping, seed, keep=(), head: splice.Head | None = None):
+        """Walk the relevance path (or a spliced ``head``) back from ``seed``; ``(relevance at the input, kept)``.
+
+        ``seed`` is an array for the explained output or a mapping ``tensor -> array``; ``keep`` names tensors whose
+        relevance is returned in ``kept`` (or ``"all"``).
+        """
+        nodes = self.path.nodes if head is None else head.nodes
+        kernels = self._kernels if head is None else {**self._kernels, **head.kernels}
+        extra = {} if head is None else head.constants
+        varying = self.path.varying if head is None else head.varying
+        if not isinstance(seed, Mapping):
+            seed = {self.output_name: seed}
+        missing = object()
+
+        def value(name, default=missing):
+            if name in values:
+                return values[name]
+            if name in extra:
+                return extra[name]
+            if default is not missing and name not in self.canonical.constants:
+                return default
+            return self.constant(name)
+
+        acc, kept = propagate(nodes, kernels, rules, value, varying, seed, self.xp, keep)
+        relevance = acc.get(self.input_name)
+        if relevance is None:
+            relevance = self.xp.zeros(values[self.input_name].shape, dtype=self.dtype)
+        return relevance, kept
+
+    # ------------------------------------------------------------------------------------------ splicing
+    def final_dense(self) -> Node:
+        """The dense node producing the explained logits (a clear error otherwise)."""
+        return splice.final_dense(self)
+
+    def linear_op(self, node: Node, values: Mapping | None = None, dtype=None) -> LinearOp:
+        """The kernel's linear view of ``node`` (on the path, or a node of the original model) with its inputs taken
+        from ``values`` or the constants (floats in ``dtype``, default the compute dtype); a node that is not linear
+        raises :class:`MethodError`."""
+        values = values or {}
+        kernel = registry.resolve(node)
+        inputs = tuple(None if not t else values[t] if t in values else self._any_constant(t, dtype)
+                       for t in node.inputs)
+        op = None if kernel is None else kernel.linear_op(Call(node, inputs, (), self.node_varying(node), self.xp))
+        if op is None:
+            raise MethodError(f"{node.op_type} node {node.name!r} is not linear in its inputs")
+        return op
+
+    def dense_weights(self, node: Node, values: Mapping):
+        """Effective ``(W (D, C), b (C,) or None)`` of a dense node on a 2-D input, ``z = x @ W + b``."""
+        return splice.dense_weights(self, node, values)
+
+    def splice_dense_head(self, dense: Node, weight, bias, tag: str) -> splice.Head:
+        """Replace ``dense`` by a per-sample dense head (``onnxlrp::RowDense``); seed ``Head.output``."""
+        return splice.splice_dense_head(self, dense, weight, bias, tag)
+
+    def splice_after_output(self, op_type: str, attrs: dict, tag: str) -> splice.Head:
+        """Append ``op_type`` (e.g. ``LogSoftmax``) consuming the explained output; seed ``Head.output``."""
+        return splice.splice_after_output(self, op_type, attrs, tag)
+
+    def path_head(self) -> splice.Head:
+        """The relevance path itself as a :class:`~onnxlrp.engine.splice.Head` (to restrict or extend)."""
+        return splice.Head(nodes=list(self.path.nodes), output=self.output_name, categories=dict(self._categories),
+                           varying=set(self.path.varying))
+
+    # ------------------------------------------------------------------------------------------ internals
+    def _any_constant(self, name: str, dtype=None):
+        if name in self.canonical.constants and dtype is None:
+            return self.constant(name)
+        value = self.canonical.constants.get(name, self.graph.constants.get(name))
+        if value is None or value.dtype.kind != "f":
+            return value
+        return self.xp.asarray(value, dtype=dtype or self.dtype)
+
+    def _logits(self, name: str) -> str:
+        node = self.graph.producer.get(name)
+        while node is not None and node.op_type in ("Identity",) and node.domain == "":
+            node = self.graph.producer.get(node.inputs[0])
+        if node is not None and node.op_type in ("Softmax", "LogSoftmax") and node.domain == "":
+            return node.inputs[0]
+        return name
+
+    def _needed(self) -> list[str]:
+        names = set()
+        for n in self.path.nodes:
+            names.update(t for t in n.inputs if t and t not in self.canonical.constants)
+        names.add(self.output_name)
+        return sorted(names - {self.input_name})
+
+    def _forward_runner(self, feeds: Mapping):
+        if self._runner is None:
+            if self.dtype == np.float64:
+                produced = {t for n in self.path.nodes for t in n.outputs}
+                external = [t for t in self._needed() if t not in produced and t not in feeds]
+                self._runner = KernelRunner(self.canonical, self.path.nodes, self.path.varying, external,
+                                            self.device, self.xp, self.dtype)
+            else:
+                self._runner = OrtRunner(self.graph, self._needed(), device=self.device)
+        return self._runner
+
+
+def _choose(kind: str, name: str | None, names: list[str], extra: set[str] = frozenset()) -> str:
+    if name is not None:
+        if name not in names and name not in extra:
+            raise NameSelectionError(f"the model has no {kind} named {name!r}; its {kind}s are: "
+                                     f"{', '.join(repr(n) for n in names)}")
+        return name
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise NameSelectionError(f"the model has no {kind}s")
+    raise NameSelectionError(f"the model has {len(names)} {kind}s ({', '.join(repr(n) for n in names)}); choose one "
+                             f"with {kind}_name=")
+
+
+def _static(shape) -> tuple:
+    return tuple(d if isinstance(d, int) and d > 0 else None for d in (shape or ()))
+
+
+def _format_shape(shape) -> str:
+    """``[1, 3, N, N]``: a declared shape with free dimensions shown as ``N``."""
+    return "[" + ", ".join(str(d) if isinstance(d, int) and d > 0 else (str(d) if d else "N") for d in shape) + "]"

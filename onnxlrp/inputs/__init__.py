@@ -1,0 +1,1 @@
+"""Files in, model inputs out: image decoding and preprocessing (:mod:`.images`)."""

@@ -1,0 +1,181 @@
+"""Image files in, model samples out: decoding, and preprocessing fixed in this order (every step documented in
+``onnxlrp explain --help``)::
+
+    pixels (uint8, H x W x C after decoding, greyscale or RGB conversion and a bilinear resize)
+      -> x = pixels * scale                    # default scale = 1/255
+      -> x = (x - mean[c]) / std[c]            # default mean 0, std 1; one value, or one per channel
+      -> layout NCHW or NHWC                   # default read from the model's input shape
+
+Only numpy and Pillow are used, so the command line runs with the runtime dependencies alone.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import ImageDecodeError
+
+#: File name suffixes read as images (anything Pillow decodes would do; these are the ones we claim).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image file becomes one model input sample (see the module docstring for the order of steps)."""
+
+    height: int | None
+    width: int | None
+    channels: int            # 1 = greyscale, 3 = RGB
+    layout: str              # "NCHW" or "NHWC"
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        """JSON-ready form for ``summary.json``."""
+        out = asdict(self)
+        out["mean"] = list(self.mean)
+        out["std"] = list(self.std)
+        return out
+
+
+def image_layout_from_shape(shape: Sequence[int | None]) -> str | None:
+    """Guess NCHW or NHWC from a rank-4 model input shape; ``None`` when the shape is not image-like."""
+    if len(shape) != 4:
+        return None
+    if shape[1] in (1, 3) and shape[3] not in (1, 3):
+        return "NCHW"
+    if shape[3] in (1, 3) and shape[1] not in (1, 3):
+        return "NHWC"
+    if shape[1] in (1, 3):
+        return "NCHW"
+    return "NCHW" if shape[1] is None and shape[3] is None else None
+
+
+def resolve_preprocessing(input_shape: Sequence[int | None], *, size: Sequence[int] | None = None,
+                          layout: str | None = None, grayscale: bool | None = None, scale: float | None = None,
+                          mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Preprocessing:
+    """Fill unset preprocessing options from the model's input shape where it is static.
+
+    ``layout`` defaults to what :func:`image_layout_from_shape` reads; ``size`` to the static H and W (``None``
+    where dynamic: each image then keeps its own size); channels to the static C (``--grayscale`` forces 1);
+    ``scale`` to 1/255, ``mean`` to 0 and ``std`` to 1.
+
+    Raises
+    ------
+    ValueError
+        When the model input is not an image (rank 4), or mean/std have a length other than 1 or the channel
+        count, or std has a zero; the command line turns this into a usage error.
+    """
+    shape = tuple(input_shape)
+    guessed = image_layout_from_shape(shape)
+    if len(shape) != 4:
+        raise ValueError(f"the model input has shape {format_shape(shape)}, not an image batch (N, C, H, W) or "
+                         f"(N, H, W, C); pass inputs as .npy arrays")
+    layout = (layout or guessed or "NCHW").upper()
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be NCHW or NHWC, not {layout!r}")
+    c_dim, h_dim, w_dim = (shape[1], shape[2], shape[3]) if layout == "NCHW" else (shape[3], shape[1], shape[2])
+    if grayscale:
+        channels = 1
+    elif c_dim is not None:
+        channels = int(c_dim)
+    else:
+        channels = 3
+    if channels not in (1, 3):
+        raise ValueError(f"the model input {format_shape(shape)} ({layout}) has {channels} channels; images give 1 "
+                         f"(greyscale) or 3 (RGB); pass inputs as .npy arrays")
+    if c_dim is not None and channels != c_dim:
+        raise ValueError(f"--grayscale gives 1 channel but the model input {format_shape(shape)} ({layout}) takes "
+                         f"{c_dim}")
+    if size is not None:
+        height, width = int(size[0]), int(size[1])
+        if height <= 0 or width <= 0:
+            raise ValueError(f"--size must be positive, got {height} {width}")
+        for name, want, dim in (("height", height, h_dim), ("width", width, w_dim)):
+            if dim is not None and dim != want:
+                raise ValueError(f"--size {height} {width} does not match the model input {format_shape(shape)} "
+                                 f"({layout}), whose {name} is {dim}")
+    else:
+        height = None if h_dim is None else int(h_dim)
+        width = None if w_dim is None else int(w_dim)
+    mean_t = tuple(float(v) for v in (mean if mean is not None else (0.0,)))
+    std_t = tuple(float(v) for v in (std if std is not None else (1.0,)))
+    for name, values in (("--mean", mean_t), ("--std", std_t)):
+        if len(values) not in (1, channels):
+            raise ValueError(f"{name} takes 1 or {channels} values for a {channels}-channel input, got {len(values)}")
+    if any(v == 0 for v in std_t):
+        raise ValueError("--std values must be non-zero")
+    return Preprocessing(height=height, width=width, channels=channels, layout=layout,
+                         scale=float(1.0 / 255.0 if scale is None else scale), mean=mean_t, std=std_t)
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Decode an image file fully (a truncated file fails here, not later).
+
+    Raises
+    ------
+    ImageDecodeError
+        When Pillow cannot identify or fully decode the file.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = str(exc).split("\n")[0] or type(exc).__name__
+        if isinstance(exc, UnidentifiedImageError):
+            reason = "not a format Pillow can decode"
+        raise ImageDecodeError(f"cannot decode image {str(path)!r}: {reason}") from exc
+
+
+def to_display(img: Image.Image, channels: int) -> Image.Image:
+    """Convert to greyscale ``L`` or ``RGB``; transparency is composited onto black."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, rgba)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.round(arr / top * 255.0).astype(np.uint8), mode="L")
+    return img.convert("L" if channels == 1 else "RGB")
+
+
+def preprocess(img: Image.Image, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+    """Turn a decoded image into one model sample and the uint8 picture the model saw.
+
+    Returns
+    -------
+    sample : numpy.ndarray
+        float32, (C, H, W) for NCHW or (H, W, C) for NHWC.
+    picture : numpy.ndarray
+        uint8 (H, W, 3), the resized image, for overlays and the report.
+    """
+    img = to_display(img, prep.channels)
+    if prep.height is not None and prep.width is not None and img.size != (prep.width, prep.height):
+        img = img.resize((prep.width, prep.height), Image.BILINEAR)
+    pixels = np.asarray(img, dtype=np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    x = pixels.astype(np.float32) * np.float32(prep.scale)
+    x = (x - np.asarray(prep.mean, dtype=np.float32)) / np.asarray(prep.std, dtype=np.float32)
+    if prep.layout == "NCHW":
+        x = np.ascontiguousarray(x.transpose(2, 0, 1))
+    picture = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+    return x.astype(np.float32, copy=False), np.ascontiguousarray(picture)
+
+
+def format_shape(shape: Sequence[int | str | None]) -> str:
+    """``(N, 1, 32, 32)``-style text; unknown dims show as N (first axis) or ``?``, named ones by name."""
+    parts = []
+    for i, d in enumerate(shape):
+        if d is None or d == "":
+            parts.append("N" if i == 0 else "?")
+        else:
+            parts.append(str(d))
+    return "(" + ", ".join(parts) + (",)" if len(parts) == 1 else ")")

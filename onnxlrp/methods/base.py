@@ -1,0 +1,125 @@
+"""What a method is, and the one driver every method's pass goes through.
+
+A :class:`Method` runs on an :class:`~onnxlrp.engine.session.Session` only: ``run(session, x, feeds, target,
+params, options)`` returns a :class:`Result`; ``options`` carries ``rules`` (user overrides by op type or node-name
+glob), ``relevance_init`` and ``keep``. ``check(session)`` says, without running the model, whether the method can
+explain it and if not why.
+
+The pass itself (rules with the user's overrides → forward → targets → seed → propagate) is written once, in
+:func:`propagate_target`; methods differ only in the rules they assign, the seed mode, and what they do around it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, NamedTuple
+
+from ..errors import OnnxLrpError
+from ..lrp.assign import apply_overrides, check_applicable, lrp_rules
+
+
+class Result(NamedTuple):
+    """A method's output as backend arrays: relevance shaped like ``x``, the explained output, the explained class
+    per sample, and the kept intermediates (``keep=``, plus method extras such as CLRP's two maps)."""
+
+    relevance: Any
+    output: Any
+    targets: Any
+    kept: dict
+
+
+@dataclass(frozen=True)
+class Check:
+    """Whether a method can explain a model: ``ok``, and when not, ``reason`` (one line)."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named method.
+
+    ``run(session, x, feeds, target, params, options) -> Result``. ``assign(session, params) -> {node: Rule}`` for
+    methods that assign rules (LRP-style; ``onnxlrp inspect`` shows them). ``requires(session, params)`` raises an
+    :class:`~onnxlrp.errors.OnnxLrpError` when the model lacks something the method needs beyond its rules (e.g. a
+    spatial feature map for Grad-CAM).
+    """
+
+    name: str
+    description: str
+    params: Mapping[str, object]
+    kind: str
+    run: Callable
+    assign: Callable | None = None
+    requires: Callable | None = field(default=None, compare=False)
+
+    def rules(self, session, params: Mapping, overrides: Mapping | None = None) -> dict:
+        """The rule of every node this method assigns one to, with ``overrides`` applied and checked."""
+        assigned = self.assign(session, dict(params)) if self.assign is not None else {}
+        return with_overrides(session, assigned, overrides)
+
+    def check(self, session, params: Mapping | None = None) -> Check:
+        """Can this method explain ``session``'s model with ``params`` (defaults for the rest)? Decided without
+        running the model; parameters that have no default (``contrast=``) are not needed for the answer."""
+        full = {**self.params, **(params or {})}
+        try:
+            self.rules(session, full)
+            if self.requires is not None:
+                self.requires(session, full)
+        except OnnxLrpError as exc:
+            text = str(exc).strip()
+            return Check(False, text.splitlines()[0] if text else type(exc).__name__)
+        return Check(True)
+
+
+@dataclass(frozen=True)
+class MethodFamily:
+    """Methods named by a grammar rather than one by one (e.g. signxai's ``lrpsign_epsilon_0_1_std_x``).
+
+    ``parse(name)`` returns the :class:`Method` for a name of this family, or ``None``; ``pattern`` and
+    ``examples`` are what ``onnxlrp methods`` lists.
+    """
+
+    pattern: str
+    description: str
+    examples: tuple[str, ...]
+    parse: Callable[[str], Method | None]
+
+
+def with_overrides(session, rules: Mapping, overrides: Mapping | None, head=None) -> dict:
+    """A method's rules with the user's ``overrides`` on top (on the path, or a spliced ``head``), each checked for
+    applicability to its node's category."""
+    nodes, categories = (session.path.nodes, session.categories) if head is None else (head.nodes, head.categories)
+    rules = apply_overrides(nodes, categories, dict(rules), overrides)
+    check_applicable(nodes, categories, rules)
+    return rules
+
+
+def propagate_target(session, x, feeds, target, rules: Mapping, options: Mapping, mode: str | None = None) -> Result:
+    """The pass every method shares: ``rules`` plus the user's overrides, the forward pass, the explained class,
+    the seed (``mode``, default ``options["relevance_init"]``) and the backward walk."""
+    rules = with_overrides(session, rules, options.get("rules"))
+    values, output = session.forward(x, feeds)
+    targets = session.targets(output, target)
+    seed = session.seed(output, targets, mode or options.get("relevance_init", "logit"))
+    relevance, kept = session.propagate(values, rules, seed, options.get("keep", ()))
+    return Result(relevance, output, targets, kept)
+
+
+def lrp_method(name: str, description: str, params: Mapping, assign: Callable) -> Method:
+    """A method that runs one :func:`propagate_target` pass with the rules ``assign(session, params)`` gives."""
+    def run(session, x, feeds, target, full, options):
+        return propagate_target(session, x, feeds, target, assign(session, full), options)
+
+    return Method(name, description, params, "lrp", run, assign)
+
+
+def layer_rule_assigner(build: Callable[[dict], Any]) -> Callable:
+    """``assign(session, params)`` from ``build(params) -> LayerRules`` (an LRP preset's choice of layer rules)."""
+    def assign(session, params):
+        return lrp_rules(session.path.nodes, session.categories, session.path.varying, build(params))
+
+    return assign

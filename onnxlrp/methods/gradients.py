@@ -1,0 +1,128 @@
+"""Gradient methods on the kernels' VJPs: ``gradient``, ``input_x_gradient``, ``guided_backprop``, ``deconvnet``,
+``integrated_gradients`` (Sundararajan et al. 2017) and ``smoothgrad`` (Smilkov et al. 2017)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MethodError
+from ..lrp.rules import DeconvNet, GuidedBackprop
+from .base import Method, Result, propagate_target
+
+
+def _gradient(session, x, feeds, target, options, rules=None) -> Result:
+    """Gradient of the target logit w.r.t. the input (optionally with ReLU rules): a one-hot seeded pass."""
+    return propagate_target(session, x, feeds, target, rules or {}, options, mode="one_hot")
+
+
+def _input_x_gradient(session, x, feeds, target, params, options) -> Result:
+    grad = _gradient(session, x, feeds, target, options)
+    return grad._replace(relevance=session.array(x) * grad.relevance)
+
+
+def relu_rules(session, rule) -> dict:
+    """``rule`` on every Relu of the path (guided backprop, DeconvNet)."""
+    return {n.name: rule for n in session.path.nodes if n.op_type == "Relu"}
+
+
+def _relu_rule_method(name: str, description: str, rule) -> Method:
+    """A gradient method whose ReLUs use ``rule``."""
+    def assign(session, params):
+        return relu_rules(session, rule)
+
+    def run(session, x, feeds, target, params, options):
+        return _gradient(session, x, feeds, target, options, assign(session, params))
+
+    return Method(name, description, {}, "gradient", run, assign)
+
+
+def integration_points(steps: int, integration: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(alphas, weights)`` of the path integral over ``[0, 1]`` (Captum's approximation methods)."""
+    if steps < 1:
+        raise MethodError(f"steps must be at least 1; got {steps}")
+    if integration == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return 0.5 * (nodes + 1), 0.5 * weights
+    if integration == "riemann_trapezoid":
+        if steps < 2:
+            raise MethodError("riemann_trapezoid needs at least 2 steps")
+        weights = np.full(steps, 1.0 / (steps - 1))
+        weights[[0, -1]] /= 2
+        return np.linspace(0, 1, steps), weights
+    offsets = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}
+    if integration not in offsets:
+        raise MethodError(f"unknown integration {integration!r}; use gausslegendre, riemann_trapezoid, riemann_left, "
+                          "riemann_right or riemann_middle")
+    return (np.arange(steps) + offsets[integration]) / steps, np.full(steps, 1.0 / steps)
+
+
+def _integrated_gradients(session, x, feeds, target, params, options):
+    """IG (Sundararajan et al. 2017): ``(x − x̄) ⊙ Σ_k w_k ∇f(x̄ + α_k(x − x̄))``, batched over steps."""
+    xp = session.xp
+    x = session.array(x)
+    _, output = session.forward(x, feeds)
+    targets = session.targets(output, target)
+    baseline = params["baseline"]
+    baseline = xp.zeros_like(x) if baseline is None else xp.broadcast_to(xp.asarray(baseline, dtype=x.dtype), x.shape)
+    alphas, weights = integration_points(int(params["steps"]), params["integration"])
+    total = xp.zeros_like(x)
+    for chunk in session.chunks(len(alphas) * x.shape[0], params["internal_batch_size"], x.shape[0]):
+        ks = sorted({i // x.shape[0] for i in chunk})
+        batch = xp.concatenate([baseline + float(alphas[k]) * (x - baseline) for k in ks])
+        grads = _gradient(session, batch, _tile(feeds, len(ks)), np.tile(targets, len(ks)), {}).relevance
+        grads = grads.reshape((len(ks),) + x.shape)
+        for j, k in enumerate(ks):
+            total = total + float(weights[k]) * grads[j]
+    return Result((x - baseline) * total, output, targets, {})
+
+
+def _tile(feeds, times):
+    return {k: np.concatenate([v] * times) for k, v in (feeds or {}).items()}
+
+
+
+def _smoothgrad(session, x, feeds, target, params, options):
+    """SmoothGrad (Smilkov et al. 2017): the mean gradient over ``samples`` noisy copies, noise std
+    ``noise_level · (max(x) − min(x))`` per sample (zennit's convention)."""
+    xp = session.xp
+    x = session.array(x)
+    _, output = session.forward(x, feeds)
+    targets = session.targets(output, target)
+    samples = int(params["samples"])
+    if samples < 1:
+        raise MethodError(f"samples must be at least 1; got {samples}")
+    noise = smoothgrad_noise(session.host(x), float(params["noise_level"]), samples, params["random_state"])
+    total = xp.zeros_like(x)
+    for chunk in session.chunks(samples * x.shape[0], params["internal_batch_size"], x.shape[0]):
+        ks = sorted({i // x.shape[0] for i in chunk})
+        batch = xp.concatenate([x + xp.asarray(noise[k], dtype=x.dtype) for k in ks])
+        grads = _gradient(session, batch, _tile(feeds, len(ks)), np.tile(targets, len(ks)), {}).relevance
+        total = total + grads.reshape((len(ks),) + x.shape).sum(axis=0)
+    return Result(total / samples, output, targets, {})
+
+
+
+def smoothgrad_noise(x: np.ndarray, noise_level: float, samples: int, random_state) -> np.ndarray:
+    """The noise :func:`_smoothgrad` adds, shape ``(samples, *x.shape)`` (for reproducing it elsewhere)."""
+    rng = np.random.default_rng(random_state)
+    host = np.asarray(x, dtype=np.float64)
+    axes = tuple(range(1, host.ndim))
+    std = noise_level * (host.max(axis=axes, keepdims=True) - host.min(axis=axes, keepdims=True))
+    return rng.standard_normal((samples,) + host.shape) * std
+
+
+METHODS = [
+    Method("gradient", "gradient of the target logit with respect to the input (saliency, not absolute)", {},
+           "gradient", lambda session, x, feeds, target, params, options: _gradient(session, x, feeds, target,
+                                                                                      options)),
+    Method("input_x_gradient", "input times gradient", {}, "gradient", _input_x_gradient),
+    _relu_rule_method("guided_backprop", "guided backpropagation (ReLU passes positive gradients where the input "
+                      "was positive)", GuidedBackprop()),
+    _relu_rule_method("deconvnet", "DeconvNet (ReLU passes positive gradients, ignoring the forward mask)",
+                      DeconvNet()),
+    Method("integrated_gradients", "integrated gradients from a baseline (default zeros), batched over the steps",
+           {"baseline": None, "steps": 50, "integration": "gausslegendre", "internal_batch_size": None}, "gradient",
+           _integrated_gradients),
+    Method("smoothgrad", "SmoothGrad: gradient averaged over noisy copies of the input",
+           {"noise_level": 0.1, "samples": 20, "random_state": None, "internal_batch_size": None}, "gradient",
+           _smoothgrad),
+]
