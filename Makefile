@@ -23,6 +23,7 @@ demo: $(VENV)/.runtime
 	    --report --out demo-out
 
 test: $(VENV)/.test browser
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 # Headless Chromium for the report rendering test (tests/test_report.py skips without it). Installed with apt

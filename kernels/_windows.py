@@ -31,11 +31,14 @@ class Geometry:
 
 
 def geometry(attrs, spatial, kernel, *, ceil_mode: bool = False) -> Geometry:
-    """Resolve ``auto_pad``/``pads``/``strides``/``dilations`` (ONNX Conv and pooling semantics)."""
+    """Resolve ``auto_pad``/``pads``/``strides``/``dilations`` (ONNX Conv and pooling semantics).
+
+    ``attrs`` must hold ``auto_pad`` (every Conv/pooling schema has a default, filled in ``Node.attrs``);
+    ``strides``, ``dilations`` and ``pads`` have no schema default: when absent, 1 per axis and no padding."""
     nd = len(spatial)
-    strides = tuple(attrs.get("strides") or (1,) * nd)
-    dilations = tuple(attrs.get("dilations") or (1,) * nd)
-    auto_pad = attrs.get("auto_pad", "NOTSET") or "NOTSET"
+    strides = tuple(attrs.get("strides") or (1,) * nd)  # optional without a default: 1 per spatial axis
+    dilations = tuple(attrs.get("dilations") or (1,) * nd)  # optional without a default: 1 per spatial axis
+    auto_pad = attrs["auto_pad"]
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         out = [math.ceil(s / st) for s, st in zip(spatial, strides)]
@@ -46,7 +49,7 @@ def geometry(attrs, spatial, kernel, *, ceil_mode: bool = False) -> Geometry:
     elif auto_pad == "VALID":
         begin, end = [0] * nd, [0] * nd
     else:
-        pads = list(attrs.get("pads") or [0] * (2 * nd))
+        pads = list(attrs.get("pads") or [0] * (2 * nd))  # NOTSET (or ""): explicit pads, optional, none if absent
         begin, end = pads[:nd], pads[nd:]
     out, overhang = [], []
     for s, b, e, sp, st in zip(spatial, begin, end, span, strides):

@@ -27,10 +27,10 @@ class LeakyReluKernel(ElementwiseKernel):
     """``x if x > 0 else alpha·x``."""
 
     def fn(self, xp, x, call):
-        return xp.where(x > 0, x, x * call.attrs.get("alpha", 0.01))
+        return xp.where(x > 0, x, x * call.attrs["alpha"])
 
     def derivative(self, xp, x, y, call):
-        return xp.where(x > 0, 1.0, call.attrs.get("alpha", 0.01)).astype(x.dtype)
+        return xp.where(x > 0, 1.0, call.attrs["alpha"]).astype(x.dtype)
 
 
 @register_kernel("PRelu", since=1)
@@ -49,6 +49,8 @@ class ClipKernel(ElementwiseKernel):
     """``clip(x, min, max)`` (ReLU6 as exported by PyTorch); bounds from attributes (opset < 11) or inputs."""
 
     def _bounds(self, call):
+        # attributes before opset 11, inputs from 11: optional, absent means unbounded (Clip-1 has no default;
+        # Clip-6's ±FLT_MAX defaults are filled in Node.attrs and bound nothing)
         lo, hi = call.attrs.get("min"), call.attrs.get("max")
         if len(call.inputs) > 1 and call.inputs[1] is not None:
             lo = call.inputs[1]
@@ -98,11 +100,11 @@ class HardSigmoidKernel(ElementwiseKernel):
     """``max(0, min(1, alpha·x + beta))``; derivative ``alpha`` inside the linear part."""
 
     def fn(self, xp, x, call):
-        a, b = call.attrs.get("alpha", 0.2), call.attrs.get("beta", 0.5)
+        a, b = call.attrs["alpha"], call.attrs["beta"]
         return xp.clip(a * x + b, 0, 1).astype(x.dtype, copy=False)
 
     def derivative(self, xp, x, y, call):
-        a, b = call.attrs.get("alpha", 0.2), call.attrs.get("beta", 0.5)
+        a, b = call.attrs["alpha"], call.attrs["beta"]
         u = a * x + b
         return (a * ((u > 0) & (u < 1))).astype(x.dtype)
 
@@ -123,11 +125,11 @@ class EluKernel(ElementwiseKernel):
     """``x if x > 0 else alpha(e^x − 1)``."""
 
     def fn(self, xp, x, call):
-        a = call.attrs.get("alpha", 1.0)
+        a = call.attrs["alpha"]
         return xp.where(x > 0, x, a * (xp.exp(xp.minimum(x, 0)) - 1)).astype(x.dtype, copy=False)
 
     def derivative(self, xp, x, y, call):
-        a = call.attrs.get("alpha", 1.0)
+        a = call.attrs["alpha"]
         return xp.where(x > 0, 1.0, a * xp.exp(xp.minimum(x, 0))).astype(x.dtype)
 
 
@@ -183,12 +185,12 @@ class GeluKernel(ElementwiseKernel):
     """``x·Φ(x)`` (``approximate="none"``) or the tanh approximation ``x/2·(1 + tanh(√(2/π)(x + 0.044715x³)))``."""
 
     def fn(self, xp, x, call):
-        if call.attrs.get("approximate", "none") == "tanh":
+        if call.attrs["approximate"] == "tanh":
             return 0.5 * x * (1 + xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)))
         return (0.5 * x * (1 + _erf(xp, x / 1.4142135623730951))).astype(x.dtype, copy=False)
 
     def derivative(self, xp, x, y, call):
-        if call.attrs.get("approximate", "none") == "tanh":
+        if call.attrs["approximate"] == "tanh":
             t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
             return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
         cdf = 0.5 * (1 + _erf(xp, x / 1.4142135623730951))
@@ -199,12 +201,11 @@ class GeluKernel(ElementwiseKernel):
 class ErfGeluKernel(ElementwiseKernel):
     """``onnxlrp::ErfGelu(x) = scale_x·x · (erf_mul·erf(x/divisor) + erf_add)``: an exporter's Erf-based GELU
     (``x·0.5·(1 + erf(x/√2))`` in any order of its constant factors), fused by the canonizer so the rules see one
-    activation."""
+    activation. No schema: the four attributes are required (the canonizer sets them)."""
 
     def _consts(self, call):
         a = call.attrs
-        return (float(a.get("divisor", 1.4142135623730951)), float(a.get("scale_x", 1.0)),
-                float(a.get("erf_mul", 0.5)), float(a.get("erf_add", 0.5)))
+        return float(a["divisor"]), float(a["scale_x"]), float(a["erf_mul"]), float(a["erf_add"])
 
     def fn(self, xp, x, call):
         c, k, m, b = self._consts(call)
@@ -221,12 +222,12 @@ class ErfGeluKernel(ElementwiseKernel):
 class TanhGeluKernel(ElementwiseKernel):
     """``onnxlrp::TanhGelu(x) = scale·x·(1 + tanh(linear·x + cubic·x³))``: a tanh-approximated GELU written out as
     arithmetic (HF ``gelu_new``, torch ``approximate="tanh"`` before opset 20), fused by the canonizer with the
-    constants as the exporter wrote them (``scale = 0.5``, ``linear = √(2/π)``, ``cubic = 0.044715·√(2/π)``)."""
+    constants as the exporter wrote them (``scale = 0.5``, ``linear = √(2/π)``, ``cubic = 0.044715·√(2/π)``). No
+    schema: the three attributes are required (the canonizer sets them)."""
 
     def _consts(self, call):
         a = call.attrs
-        return float(a.get("scale", 0.5)), float(a.get("linear", _SQRT_2_OVER_PI)), \
-            float(a.get("cubic", 0.044715 * _SQRT_2_OVER_PI))
+        return float(a["scale"]), float(a["linear"]), float(a["cubic"])
 
     def fn(self, xp, x, call):
         s, a, b = self._consts(call)
@@ -241,12 +242,13 @@ class TanhGeluKernel(ElementwiseKernel):
 @register_kernel("SiLU", domain="onnxlrp", since=1)
 class SiLUKernel(ElementwiseKernel):
     """``onnxlrp::SiLU(x) = x·sigmoid(alpha·x)`` (SiLU / Swish), fused by the canonizer from ``Mul(x, Sigmoid(x))``
-    or ``Mul(x, Sigmoid(α·x))`` (QuickGELU, α = 1.702)."""
+    or ``Mul(x, Sigmoid(α·x))`` (QuickGELU, α = 1.702). Attribute ``alpha`` required (the canonizer sets it, 1 for
+    SiLU)."""
 
     def fn(self, xp, x, call):
-        return x * _sigmoid(xp, float(call.attrs.get("alpha", 1.0)) * x)
+        return x * _sigmoid(xp, float(call.attrs["alpha"]) * x)
 
     def derivative(self, xp, x, y, call):
-        a = float(call.attrs.get("alpha", 1.0))
+        a = float(call.attrs["alpha"])
         s = _sigmoid(xp, a * x)
         return s + a * x * s * (1 - s)

@@ -8,7 +8,7 @@ a bias shift or a scaling, passed through by the LRP presets).
 Mul of two varying tensors (gating, squeeze-excitation, ``silu(g)·u``) and Div by a varying tensor (a normalisation
 ``a / b``) are bilinear (category ``bilinear``, ``product`` = ``"elementwise"`` / ``"quotient"``): forward and the
 exact VJP (``g·b`` to ``a``, ``g·a`` to ``b``; ``g/b`` and ``−g·a/b²`` for Div, summed over broadcast axes). Their
-relevance comes from the transformer rules (``onnxlrp.attnlrp``: uniform split, or the gate/divisor kept constant).
+relevance comes from the transformer rules (``onnxlrp.lrp.transformer``: uniform split, or the gate/divisor kept constant).
 Div of a constant by a varying tensor (a reciprocal) is an elementwise nonlinearity (category ``activation``).
 """
 from __future__ import annotations
@@ -20,6 +20,9 @@ from onnxlrp.engine.registry import register_kernel
 class _Arith(LinearKernel):
     """``z = Σ_k sign_k · x_k`` over varying inputs, plus constant operands folded into an affine map."""
 
+    category = "affine"
+    category_cases = {"sum": "two or more operands vary (a residual connection)",
+                      "affine": "one operand varies and the others are constants (a bias shift)"}
     #: sign of each operand in the sum (Sub: +, −); ``None`` for variadic Sum (+ everywhere)
     signs: tuple | None = (1.0, 1.0)
 
@@ -87,6 +90,8 @@ class _Scale(LinearKernel):
     vary (see the module docstring)."""
 
     category = "affine"
+    category_cases = {"affine": "one factor is a constant (a scaling)",
+                      "bilinear": "both factors vary (a gate, squeeze-excitation)"}
     divide = False
 
     def data_inputs(self, node, varying):
@@ -153,4 +158,7 @@ class DivKernel(_Scale):
     """Div by a constant (scaling by ``1/c``), of a varying tensor by a varying one (bilinear ``a/b``), or of a
     constant by a varying tensor (reciprocal, an elementwise nonlinearity)."""
 
+    category_cases = {"affine": "the divisor is a constant (a scaling by 1/c)",
+                      "bilinear": "numerator and divisor both vary (a normalisation a/b)",
+                      "activation": "a constant is divided by a varying tensor (a reciprocal)"}
     divide = True

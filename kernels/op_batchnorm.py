@@ -22,7 +22,7 @@ class BatchNormKernel(LinearKernel):
     category = "batchnorm"
 
     def data_inputs(self, node, varying):
-        if node.attrs.get("training_mode", 0):
+        if node.attrs.get("training_mode", 0):  # attribute from opset 14 on (default 0); inference before
             return "BatchNormalization in training mode is not supported; export the model in eval mode"
         if any(t in varying for t in node.inputs[1:]):
             return "BatchNormalization statistics that depend on the input are not supported"
@@ -31,7 +31,7 @@ class BatchNormKernel(LinearKernel):
     def linear_op(self, call):
         xp = call.xp
         x = call.inputs[0]
-        s, t = batchnorm_affine(xp, *call.inputs[1:5], float(call.attrs.get("epsilon", 1e-5)), x.ndim)
+        s, t = batchnorm_affine(xp, *call.inputs[1:5], float(call.attrs["epsilon"]), x.ndim)
         s, t = s.astype(x.dtype, copy=False), t.astype(x.dtype, copy=False)
         return LinearOp(ports=(0,), inputs=[x], params={"weight": s, "bias": t},
                         forward=lambda xs, p: (xs[0] * p["weight"] if p["weight"] is not None else xs[0])

@@ -97,8 +97,9 @@ def _is_depthwise(weight, group, c):
 
 
 def conv_forward(xp, x, weight, bias, attrs):
-    """ONNX Conv on ``x (N, C, *S)`` with ``weight (M, C/group, *K)`` and optional ``bias (M,)``."""
-    group = int(attrs.get("group", 1))
+    """ONNX Conv on ``x (N, C, *S)`` with ``weight (M, C/group, *K)`` and optional ``bias (M,)``; ``attrs`` are the
+    node's (``Node.attrs``: ``group`` and ``auto_pad`` always present, schema defaults filled)."""
+    group = int(attrs["group"])
     geom = geometry(attrs, x.shape[2:], tuple(weight.shape[2:]))
     if group == 1 and all(st == 1 for st in geom.strides):
         z = _flat_shift_conv(xp, x, weight, geom)
@@ -116,7 +117,7 @@ def conv_vjp(xp, g, weight, x_shape, attrs):
     n, c = x_shape[:2]
     m, cg = weight.shape[:2]
     kernel = tuple(weight.shape[2:])
-    group = int(attrs.get("group", 1))
+    group = int(attrs["group"])
     geom = geometry(attrs, tuple(x_shape[2:]), kernel)
     transposed = _transposed_as_conv(xp, g, weight, geom, group, c)
     if transposed is not None:
@@ -148,7 +149,7 @@ def _transposed_as_conv(xp, g, weight, geom: Geometry, group: int, c: int):
         return None
     nd = len(geom.kernel)
     flipped = weight[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
-    attrs = {"pads": begin + end, "dilations": list(geom.dilations), "strides": [1] * nd}
+    attrs = {"auto_pad": "NOTSET", "pads": begin + end, "dilations": list(geom.dilations), "strides": [1] * nd}
     inner = geometry(attrs, tuple(g.shape[2:]), geom.kernel)
     if group == 1:
         return _flat_shift_conv(xp, g, xp.ascontiguousarray(flipped.swapaxes(0, 1)), inner)

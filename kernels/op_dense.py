@@ -6,7 +6,7 @@ All are ``z = x W + b`` for the linear rules: the parameter ``weight`` is the ef
 """
 from __future__ import annotations
 
-from onnxlrp.engine.kernel import LinearKernel, LinearOp, unbroadcast
+from onnxlrp.engine.kernel import LinearKernel, LinearOp, UnsupportedOpError, unbroadcast
 from onnxlrp.engine.registry import register_kernel
 
 
@@ -36,11 +36,11 @@ class GemmKernel(LinearKernel):
     def linear_op(self, call):
         a = call.attrs
         b, c = call.inputs[1], (call.inputs[2] if len(call.inputs) > 2 else None)
-        alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
-        weight = b.T if a.get("transB", 0) else b  # a view: VGG's classifier weights are never copied
+        alpha, beta = float(a["alpha"]), float(a["beta"])
+        weight = b.T if a["transB"] else b  # a view: VGG's classifier weights are never copied
         weight = weight if alpha == 1.0 else alpha * weight
         bias = c if c is None or beta == 1.0 else beta * c
-        trans_a = bool(a.get("transA", 0))
+        trans_a = bool(a["transA"])
 
         def forward(xs, p):
             x = xs[0].T if trans_a else xs[0]
@@ -62,6 +62,8 @@ class MatMulKernel(LinearKernel):
     ``g Bᵀ`` and ``Aᵀ g`` summed over broadcast batch axes; relevance from the transformer rules)."""
 
     category = "dense"
+    category_cases = {"dense": "one operand is a constant (a dense layer)",
+                      "bilinear": "both operands vary (attention scores QKᵀ, A·V)"}
     product = "matmul"
 
     def data_inputs(self, node, varying):
@@ -85,7 +87,6 @@ class MatMulKernel(LinearKernel):
         xp, g = call.xp, grads[0]
         a, b = call.inputs[0], call.inputs[1]
         if a.ndim < 2 or b.ndim < 2:
-            from onnxlrp.errors import UnsupportedOpError
             raise UnsupportedOpError(f"MatMul node {call.node.name!r} multiplies by a vector; only matrix operands "
                                      "of rank >= 2 are supported")
         return (unbroadcast(xp, g @ _swap(b), a.shape), unbroadcast(xp, _swap(a) @ g, b.shape))
@@ -97,7 +98,6 @@ class MatMulKernel(LinearKernel):
         port = 0 if call.varying[0] else 1
         x, w = call.inputs[port], call.inputs[1 - port]
         if w.ndim < 2 or x.ndim < 2:
-            from onnxlrp.errors import UnsupportedOpError
             raise UnsupportedOpError(f"MatMul node {call.node.name!r} multiplies by a vector; only matrix operands "
                                      "of rank >= 2 are supported")
 

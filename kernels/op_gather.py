@@ -41,7 +41,7 @@ class GatherKernel(Kernel):
 
     def _args(self, call):
         x = call.inputs[0]
-        axis = int(call.attrs.get("axis", 0)) % x.ndim
+        axis = int(call.attrs["axis"]) % x.ndim
         idx = np.asarray(_host(call.inputs[1])).astype(np.int64)
         idx = np.where(idx < 0, idx + x.shape[axis], idx)
         return x, axis, idx

@@ -7,7 +7,7 @@ stay separate Mul/Add nodes).
 
 Forward and VJP are exact (gradient methods). Category ``layernorm``: :meth:`NormKernel.linear_op` is the map
 with ``σ`` held constant, ``x ↦ (x − mean x)/σ ⊙ w + b`` (RMSNorm: ``x ↦ x/σ ⊙ w``), on which the transformer
-rules (``onnxlrp.attnlrp``) apply the ε-rule: AttnLRP's normalisation rule (identity on ``1/σ``, ε-rule on the
+rules (``onnxlrp.lrp.transformer``) apply the ε-rule: AttnLRP's normalisation rule (identity on ``1/σ``, ε-rule on the
 centring and the bias; LXT ``layer_norm_forward``/``rms_norm_forward``). On RMSNorm it is the identity, ``R_x = R``.
 """
 from __future__ import annotations
@@ -28,9 +28,11 @@ class NormKernel(Kernel):
         return super().data_inputs(node, varying)
 
     def _axes(self, call, ndim):
-        if "axes" in call.attrs:
+        """ONNX LayerNormalization/RMSNormalization normalise ``[axis, rank)``; the fused ``onnxlrp::`` nodes carry
+        the reduced ``axes`` instead."""
+        if self.domain == "onnxlrp":
             return tuple(sorted(int(a) % ndim for a in call.attrs["axes"]))
-        axis = int(call.attrs.get("axis", -1)) % ndim
+        axis = int(call.attrs["axis"]) % ndim
         return tuple(range(axis, ndim))
 
     def _params(self, call, x):
@@ -45,7 +47,7 @@ class NormKernel(Kernel):
         axes = self._axes(call, x.ndim)
         centred = x - x.mean(axis=axes, keepdims=True) if self.centred else x
         var = (centred * centred).mean(axis=axes, keepdims=True)
-        sigma = xp.sqrt(var + float(call.attrs.get("epsilon", 1e-5)))
+        sigma = xp.sqrt(var + float(call.attrs["epsilon"]))
         return axes, centred, sigma
 
     def forward(self, call):
@@ -110,7 +112,8 @@ class LayerNormalizationKernel(NormKernel):
 @register_kernel("LayerNorm", domain="onnxlrp", since=1)
 class FusedLayerNormKernel(NormKernel):
     """``onnxlrp::LayerNorm(x)`` with attributes ``axes`` and ``epsilon``: ``(x − mean x)/sqrt(var x + ε)``, the
-    canonizer's fusion of the decomposed pattern."""
+    canonizer's fusion of the decomposed pattern (no schema: both attributes are required, the canonizer sets
+    them)."""
 
 
 @register_kernel("RMSNormalization", since=23)
@@ -127,7 +130,7 @@ class RMSNormalizationKernel(NormKernel):
 
 @register_kernel("RMSNorm", domain="onnxlrp", since=1)
 class FusedRMSNormKernel(NormKernel):
-    """``onnxlrp::RMSNorm(x)`` with attributes ``axes`` and ``epsilon``: ``x / sqrt(mean(x²) + ε)``, the canonizer's
-    fusion of ``x · Reciprocal(Sqrt(ReduceMean(x²) + ε))`` (or ``Div``; HF ``LlamaRMSNorm``, T5)."""
+    """``onnxlrp::RMSNorm(x)`` with attributes ``axes`` and ``epsilon`` (both required): ``x / sqrt(mean(x²) + ε)``,
+    the canonizer's fusion of ``x · Reciprocal(Sqrt(ReduceMean(x²) + ε))`` (or ``Div``; HF ``LlamaRMSNorm``, T5)."""
 
     centred = False

@@ -16,7 +16,8 @@ from ._windows import crop, geometry, pad, scatter_windows, window_view
 
 def _pool_geometry(call, x_shape):
     a = call.attrs
-    return geometry(a, tuple(x_shape[2:]), tuple(a["kernel_shape"]), ceil_mode=bool(a.get("ceil_mode", 0)))
+    ceil_mode = a.get("ceil_mode", 0)  # attribute from opset 10 on (default 0); earlier versions always floor
+    return geometry(a, tuple(x_shape[2:]), tuple(a["kernel_shape"]), ceil_mode=bool(ceil_mode))
 
 
 @register_kernel("AveragePool", since=1)
@@ -30,6 +31,7 @@ class AveragePoolKernel(LinearKernel):
         x = call.inputs[0]
         geom = _pool_geometry(call, x.shape)
         counted = xp.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype)
+        # count_include_pad: an attribute from opset 7 on (default 0); AveragePool-1 always excludes the padding
         if call.attrs.get("count_include_pad", 0):
             widths = [(0, 0), (0, 0)] + list(zip(geom.pads_begin, geom.pads_end))
             counted = xp.pad(counted, widths, constant_values=1.0)
@@ -52,10 +54,11 @@ class AveragePoolKernel(LinearKernel):
 
 def _reduce_axes(call, ndim):
     """Axes of a Reduce* node (attribute before opset 18 / 13 for ReduceSum, input afterwards)."""
-    axes = call.attrs.get("axes")
+    axes = call.attrs.get("axes")  # optional, no default (absent: every axis); an input in the newer versions
     if len(call.inputs) > 1 and call.inputs[1] is not None:
         axes = [int(a) for a in call.inputs[1].reshape(-1).tolist()]
     if not axes:
+        # the attribute exists only where axes is an input (ReduceSum 13, ReduceMean 18; default 0)
         if call.attrs.get("noop_with_empty_axes", 0):
             return ()
         return tuple(range(ndim))
@@ -72,7 +75,7 @@ class _LinearReduce(LinearKernel):
         return _reduce_axes(call, ndim)
 
     def keepdims(self, call):
-        return bool(call.attrs.get("keepdims", 1))
+        return bool(call.attrs["keepdims"])
 
     def linear_op(self, call):
         xp = call.xp

@@ -48,7 +48,7 @@ class CastKernel(_Reshaping):
 
     def data_inputs(self, node, varying):
         import onnx
-        to = node.attrs.get("to")
+        to = node.attrs["to"]  # required
         if to not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
                       onnx.TensorProto.BFLOAT16):
             return "Cast to a non-floating type on the relevance path carries no relevance and is not supported"
@@ -64,7 +64,7 @@ class FlattenKernel(_Reshaping):
 
     def forward(self, call):
         x = call.inputs[0]
-        axis = int(call.attrs.get("axis", 1)) % (x.ndim or 1) if x.ndim else 0
+        axis = int(call.attrs["axis"]) % (x.ndim or 1) if x.ndim else 0
         return (x.reshape(math.prod(x.shape[:axis]), -1),)
 
 
@@ -75,7 +75,7 @@ class ReshapeKernel(_Reshaping):
     def forward(self, call):
         x = call.inputs[0]
         shape = _ints(_host(call.inputs[1]))
-        if not call.attrs.get("allowzero", 0):
+        if not call.attrs.get("allowzero", 0):  # attribute from opset 14 on (default 0); before, 0 always copies
             shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
         return (x.reshape(shape),)
 
@@ -86,8 +86,8 @@ class SqueezeKernel(_Reshaping):
 
     def forward(self, call):
         x = call.inputs[0]
-        axes = call.attrs.get("axes")
-        if len(call.inputs) > 1 and call.inputs[1] is not None:
+        axes = call.attrs.get("axes")  # before opset 13: optional, no default (absent: every size-1 axis)
+        if len(call.inputs) > 1 and call.inputs[1] is not None:  # an optional input from opset 13
             axes = _ints(_host(call.inputs[1]))
         if axes is None:
             return (x.reshape([s for s in x.shape if s != 1]),)
@@ -101,9 +101,7 @@ class UnsqueezeKernel(_Reshaping):
 
     def forward(self, call):
         x = call.inputs[0]
-        axes = call.attrs.get("axes")
-        if len(call.inputs) > 1 and call.inputs[1] is not None:
-            axes = _ints(_host(call.inputs[1]))
+        axes = call.attrs["axes"] if call.node.since < 13 else _ints(_host(call.inputs[1]))  # required either way
         rank = x.ndim + len(axes)
         axes = sorted(a % rank for a in axes)
         shape = list(x.shape)
@@ -117,7 +115,7 @@ class TransposeKernel(Kernel):
     """Transpose by ``perm`` (default: reverse); VJP transposes by the inverse permutation."""
 
     def _perm(self, call):
-        perm = call.attrs.get("perm")
+        perm = call.attrs.get("perm")  # optional, no default: absent reverses the axes
         return list(perm) if perm else list(range(call.inputs[0].ndim))[::-1]
 
     def forward(self, call):
@@ -154,8 +152,8 @@ class SplitKernel(Kernel):
     """Split along ``axis`` (sizes from the ``split`` input/attribute or ``num_outputs``); VJP concatenates."""
 
     def _sizes(self, call, length):
-        split = call.attrs.get("split")
-        if len(call.inputs) > 1 and call.inputs[1] is not None:
+        split = call.attrs.get("split")  # before opset 13: optional, no default (absent: equal parts)
+        if len(call.inputs) > 1 and call.inputs[1] is not None:  # an optional input from opset 13 (and in Split-1)
             split = _ints(_host(call.inputs[1]))
         n = len(call.node.outputs)
         if not split:
@@ -163,15 +161,20 @@ class SplitKernel(Kernel):
             split = [min(chunk, length - i * chunk) for i in range(n)]
         return split
 
+    @staticmethod
+    def _axis(call, x):
+        # Split-1 declares no default for axis (it is 0 from Split-2 on, filled in Node.attrs)
+        return int(call.attrs.get("axis", 0)) % x.ndim
+
     def forward(self, call):
         x = call.inputs[0]
-        axis = int(call.attrs.get("axis", 0)) % x.ndim
+        axis = self._axis(call, x)
         bounds = np.cumsum(self._sizes(call, x.shape[axis]))[:-1].tolist()
         return tuple(call.xp.split(x, bounds, axis=axis))
 
     def vjp(self, call, grads):
         xp, x = call.xp, call.inputs[0]
-        axis = int(call.attrs.get("axis", 0)) % x.ndim
+        axis = self._axis(call, x)
         pieces = []
         for size, g in zip(self._sizes(call, x.shape[axis]), grads):
             if g is None:
@@ -190,7 +193,7 @@ class SliceKernel(Kernel):
         x = call.inputs[0]
         if call.node.since < 10:
             starts, ends = call.attrs["starts"], call.attrs["ends"]
-            axes, steps = call.attrs.get("axes"), None
+            axes, steps = call.attrs.get("axes"), None  # axes: optional, no default (absent: 0, 1, ...)
         else:
             starts, ends = _ints(_host(call.inputs[1])), _ints(_host(call.inputs[2]))
             axes = _ints(_host(call.inputs[3])) if len(call.inputs) > 3 and call.inputs[3] is not None else None
@@ -217,13 +220,16 @@ class PadKernel(Kernel):
     """Constant-mode Pad (negative pads crop); VJP crops the padding off (and zero-fills cropped parts)."""
 
     def data_inputs(self, node, varying):
-        if node.attrs.get("mode", "constant") != "constant":
-            return f"Pad mode {node.attrs.get('mode')!r} is not supported (only 'constant')"
+        if node.attrs["mode"] != "constant":
+            return f"Pad mode {node.attrs['mode']!r} is not supported (only 'constant')"
         return super().data_inputs(node, varying)
 
     def _pads(self, call):
         x = call.inputs[0]
-        pads = call.attrs.get("pads") if call.node.since < 11 else _ints(_host(call.inputs[1]))
+        if call.node.since < 11:  # an attribute (required; named ``paddings`` in Pad-1), an input from opset 11
+            pads = call.attrs["pads" if call.node.since >= 2 else "paddings"]
+        else:
+            pads = _ints(_host(call.inputs[1]))
         axes = list(range(x.ndim))
         if len(call.inputs) > 3 and call.inputs[3] is not None:
             axes = [a % x.ndim for a in _ints(_host(call.inputs[3]))]
@@ -234,7 +240,7 @@ class PadKernel(Kernel):
 
     def _value(self, call):
         if call.node.since < 11:
-            return float(call.attrs.get("value", 0.0))
+            return float(call.attrs["value"])
         if len(call.inputs) > 2 and call.inputs[2] is not None and _host(call.inputs[2]).size:
             return float(_host(call.inputs[2]).reshape(-1)[0])
         return 0.0

@@ -5,24 +5,48 @@
 >>> res = ex.explain(x, method="epsilon_plus_flat")
 >>> res.relevance.shape == x.shape
 
-Layers (each a folder; arrows point one way): ``engine`` (graph, kernels registry, runners, walker, the public
+Layers (each a folder; arrows point one way): ``engine`` (graph, kernel registry, runners, walker, the public
 :class:`Session`) ← ``lrp`` (rules and presets) ← ``methods`` (one module per family) ← ``explainer`` (this
-facade), ``text``, ``views`` (pixels and HTML) and ``cli``.
+facade), ``text``; ``inputs`` (files in) and ``views`` (pixels and HTML out) beside them; ``cli`` on top. The names
+below are imported on first use, so ``onnxlrp --help`` loads neither numpy nor onnxruntime.
 """
 from __future__ import annotations
 
-from .engine.registry import load_builtin_kernels
-
-kernels = load_builtin_kernels()
-
-from . import errors  # noqa: E402
-from .engine.registry import register_kernel, registered  # noqa: E402
-from .engine.session import Session  # noqa: E402
-from .errors import OnnxLrpError  # noqa: E402
-from .explainer import Explainer, Explanation, explain  # noqa: E402
-from .lrp import rules  # noqa: E402
-from .methods import methods  # noqa: E402
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["Explainer", "Explanation", "Session", "explain", "methods", "errors", "rules", "OnnxLrpError",
-           "register_kernel", "registered", "kernels"]
+
+#: public name -> (module, attribute); ``None`` as attribute means the module itself
+_EXPORTS = {
+    "Explainer": ("onnxlrp.explainer", "Explainer"),
+    "Explanation": ("onnxlrp.explainer", "Explanation"),
+    "explain": ("onnxlrp.explainer", "explain"),
+    "Session": ("onnxlrp.engine.session", "Session"),
+    "methods": ("onnxlrp.methods", None),
+    "register_kernel": ("onnxlrp.engine.registry", "register_kernel"),
+    "registered": ("onnxlrp.engine.registry", "registered"),
+    "OnnxLrpError": ("onnxlrp.errors", "OnnxLrpError"),
+    "errors": ("onnxlrp.errors", None),
+    "rules": ("onnxlrp.lrp.rules", None),
+    "text": ("onnxlrp.text", None),
+    "kernels": ("onnxlrp.engine.registry", "load_builtin_kernels"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'onnxlrp' has no attribute {name!r}")
+    module_name, attribute = _EXPORTS[name]
+    module = importlib.import_module(module_name)
+    if name == "kernels":
+        value = module.load_builtin_kernels()
+    else:
+        value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -5,8 +5,8 @@ runs the method on the session and returns an :class:`Explanation` of host array
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 

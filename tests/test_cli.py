@@ -17,8 +17,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from onnxlrp import cli
-from onnxlrp.cli import main
+from onnxlrp.cli import args as cli_args
+from onnxlrp.cli import main, outputs
+from onnxlrp.cli.progress import Progress
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS = REPO / "models" / "digits" / "digits_cnn.onnx"
@@ -104,11 +105,12 @@ def digit_npy(tmp_path):
     ("abc", "abc"), ("1,2,3", [1, 2, 3]), ("[0.1, -1]", [0.1, -1]), ("[]", []), ("inf", float("inf")),
 ])
 def test_set_values_are_parsed_to_python_values(text, value):
-    assert cli.parse_value(text) == value
+    assert cli_args.parse_value(text) == value
 
 
 def test_set_items_split_method_scope():
-    assert cli.parse_sets(["epsilon=0.1", "gradient.steps=5"]) == [(None, "epsilon", 0.1), ("gradient", "steps", 5)]
+    assert cli_args.parse_sets(["epsilon=0.1", "gradient.steps=5"]) == [(None, "epsilon", 0.1),
+                                                                        ("gradient", "steps", 5)]
 
 
 # ------------------------------------------------------------------------------------------------- methods
@@ -319,19 +321,19 @@ def test_progress_bar_draws_only_on_a_tty():
             return True
 
     quiet = io.StringIO()
-    bar = cli.Progress(3, stream=quiet)
+    bar = Progress(3, stream=quiet)
     for _ in range(3):
         bar.update()
     bar.close()
     assert quiet.getvalue() == ""
     tty = FakeTTY()
-    bar = cli.Progress(3, stream=tty, min_interval=0)
+    bar = Progress(3, stream=tty, min_interval=0)
     for _ in range(3):
         bar.update()
     bar.close()
     assert "3/3 inputs" in tty.getvalue() and tty.getvalue().startswith("\r[")
     forced_off = FakeTTY()
-    cli.Progress(3, stream=forced_off, enabled=False).update(3)
+    Progress(3, stream=forced_off, enabled=False).update(3)
     assert forced_off.getvalue() == ""
 
 
@@ -548,9 +550,9 @@ def test_exit_codes_are_distinct_per_kind_of_failure():
         "model load": errors.ModelLoadError.exit_code, "checker": errors.ModelCheckError.exit_code,
         "unsupported op": errors.UnsupportedOpError.exit_code, "names": errors.NameSelectionError.exit_code,
         "array": errors.InputShapeError.exit_code, "target": errors.TargetError.exit_code,
-        "method": errors.MethodError.exit_code, "image": cli.ImageDecodeError.exit_code,
-        "out dir": cli.fileio.OutputDirError.exit_code, "input file": cli.InputFileError.exit_code,
-        "labels": cli.LabelsError.exit_code, "external data": errors.ExternalDataError.exit_code, "usage": 2,
+        "method": errors.MethodError.exit_code, "image": errors.ImageDecodeError.exit_code,
+        "out dir": errors.OutputDirError.exit_code, "input file": errors.InputFileError.exit_code,
+        "labels": errors.LabelsError.exit_code, "external data": errors.ExternalDataError.exit_code, "usage": 2,
     }
     assert len(set(codes.values())) == len(codes), codes
     assert errors.InputDtypeError.exit_code == errors.InputShapeError.exit_code
@@ -569,7 +571,7 @@ def test_interrupt_leaves_only_complete_files(tmp_path, capsys, monkeypatch):
             raise KeyboardInterrupt
         return real_save(handle, arr, *a, **k)
 
-    monkeypatch.setattr(cli.np, "save", save_then_interrupt)
+    monkeypatch.setattr(outputs.np, "save", save_then_interrupt)
     out_dir = tmp_path / "out"
     rc, _, err = run(capsys, "explain", DIGITS, SAMPLES, "-m", "epsilon_plus,gradient", "--report", "-o", out_dir)
     assert rc == 130 and err.startswith("onnxlrp: interrupted")

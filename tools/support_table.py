@@ -16,7 +16,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "supported-ops.md")
 
-#: what each kernel category means for the LRP presets (see onnxlrp/presets.py)
+#: what each kernel category means for the LRP presets (the base map of onnxlrp/lrp/assign.py ``lrp_rules``)
 CATEGORY_TEXT = {
     "conv": "Conv rule of the preset",
     "dense": "dense rule of the preset",
@@ -33,10 +33,36 @@ CATEGORY_TEXT = {
 }
 
 
+def _categories(kernel, domain: str, op: str, since: int) -> dict[str, str | None]:
+    """Every category a node of this kernel can get, with when it applies (``None``: always).
+
+    The category is decided per node (``Kernel.node_category``: e.g. an Add of two varying tensors is a residual
+    ``sum``, an Add of a constant an ``affine`` bias shift); kernels whose category depends on the node declare the
+    cases in ``category_cases``. ``node_category`` is probed on a three-input node for every non-empty set of
+    varying inputs, and a category the kernel returns but does not declare is an error (the table must not lie)."""
+    import itertools
+
+    from onnxlrp.engine.graph import Node
+
+    cases = dict(kernel.category_cases) or {kernel.category: None}
+    node = Node("probe", op, domain, since, ("a", "b", "c"), ("y",), {}, 0)
+    found = {kernel.node_category(node, set(varying))
+             for k in (1, 2, 3) for varying in itertools.combinations(node.inputs, k)}
+    undeclared = sorted(found - set(cases))
+    if undeclared:
+        raise ValueError(f"the {domain or 'ai.onnx'}::{op} kernel ({type(kernel).__name__}) gives nodes the "
+                         f"categories {undeclared} that it does not declare in category_cases")
+    return cases
+
+
 def _first_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     line = lines[0].strip() if lines else ""
-    return line.replace("|", "\\|")
+    return _escape(line)
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def render() -> str:
@@ -45,6 +71,7 @@ def render() -> str:
     import onnxlrp
     from onnxlrp.engine import registry
 
+    registry.load_builtin_kernels()
     registered = onnxlrp.registered()
     lines = [
         "# Supported ops and methods",
@@ -59,15 +86,20 @@ def render() -> str:
         "",
         f"## Ops ({len(registered)} kernels)",
         "",
+        "A node's category decides the rule it gets. Where it depends on which of the node's inputs vary with the "
+        "explained input (an Add of two activations is a residual sum, an Add of a constant a bias shift), the op has "
+        "one row per case.",
+        "",
         "| op | domain | from opset | category | LRP presets treat it as | kernel |",
         "|---|---|---|---|---|---|",
     ]
-    for (domain, op), versions in sorted(registry._REGISTRY.items(), key=lambda kv: (kv[0][0] != "", kv[0][1])):
-        for since in sorted(versions):
-            kernel = versions[since]
-            category = kernel.category
-            lines.append(f"| `{op}` | {domain or 'ai.onnx'} | {since} | {category} | "
-                         f"{CATEGORY_TEXT.get(category, category)} | {_first_line(type(kernel).__doc__)} |")
+    kernels = registry.kernels_by_op()
+    for domain, op in sorted(kernels, key=lambda key: (key[0] != "", key[1])):
+        for since, kernel in kernels[domain, op].items():
+            for category, when in _categories(kernel, domain, op, since).items():
+                cell = category if when is None else f"{category}, when {_escape(when)}"
+                lines.append(f"| `{op}` | {domain or 'ai.onnx'} | {since} | {cell} | "
+                             f"{CATEGORY_TEXT.get(category, category)} | {_first_line(type(kernel).__doc__)} |")
     listed = onnxlrp.methods()
     named = {n: m for n, m in listed.items() if m.get("kind") != "family"}
     families = {n: m for n, m in listed.items() if m.get("kind") == "family"}

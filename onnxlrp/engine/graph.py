@@ -7,6 +7,7 @@ The caller's ``ModelProto`` is never mutated: loading works on a copy.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ class Node:
     """One ONNX node with its attributes parsed and schema defaults filled in.
 
     ``name`` is unique within the graph; ``since`` is the schema version the model's opset resolves to.
+    ``attrs`` always holds every attribute that has a default in the schema of ``(domain, op_type, since)``: a node
+    built in code (canonizer, splicing, tests) gets the missing ones filled on construction, so kernels read
+    ``attrs[name]`` and never restate a default. Ops without an ONNX schema (``onnxlrp::``, ``com.microsoft``)
+    get nothing filled: whoever creates such a node sets every attribute its kernel reads.
     """
 
     name: str
@@ -37,6 +42,11 @@ class Node:
     outputs: tuple[str, ...]
     attrs: Mapping[str, Any]
     index: int
+
+    def __post_init__(self):
+        defaults = schema_defaults(self.op_type, self.since, self.domain)
+        if any(name not in self.attrs for name in defaults):
+            object.__setattr__(self, "attrs", {**{k: _attr_value(v) for k, v in defaults.items()}, **self.attrs})
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, {self.op_type})"
@@ -129,12 +139,23 @@ def parse_attributes(node: onnx.NodeProto, schema: onnx.defs.OpSchema | None) ->
     """Attributes as Python values, with the schema's defaults filled in (ONNX ``OpRun._load_attributes``)."""
     attrs: dict[str, Any] = {}
     if schema is not None:
-        for name, spec in schema.attributes.items():
-            if spec.default_value is not None and spec.default_value.type != 0:
-                attrs[name] = _attr_value(spec.default_value)
+        attrs.update((name, _attr_value(value)) for name, value in _defaults(schema).items())
     for attr in node.attribute:
         attrs[attr.name] = _attr_value(attr)
     return attrs
+
+
+def _defaults(schema: onnx.defs.OpSchema) -> dict[str, onnx.AttributeProto]:
+    return {name: spec.default_value for name, spec in schema.attributes.items()
+            if spec.default_value is not None and spec.default_value.type != 0}
+
+
+@functools.lru_cache(maxsize=None)
+def schema_defaults(op_type: str, since: int, domain: str = "") -> dict[str, onnx.AttributeProto]:
+    """``name -> default`` of every attribute with a default in the op's schema at version ``since`` (the defaults
+    change between versions: Softmax's ``axis`` is 1 before opset 13 and -1 from 13); empty without a schema."""
+    schema = _schema(op_type, since, domain)
+    return _defaults(schema) if schema is not None else {}
 
 
 def _attr_value(attr: onnx.AttributeProto) -> Any:

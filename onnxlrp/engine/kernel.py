@@ -2,7 +2,7 @@
 
 A *kernel* knows one ONNX op: which inputs carry relevance, how to recompute the forward pass, its vector-Jacobian
 product (VJP), and, for ops linear in their data inputs, a :class:`LinearOp` (forward + VJP with named parameters)
-that every LRP rule can use. A kernel never knows which method runs; a *rule* (``onnxlrp.rules``) never knows ONNX.
+that every LRP rule can use. A kernel never knows which method runs; a *rule* (:mod:`onnxlrp.lrp`) never knows ONNX.
 
 A *rule* (:class:`Rule`) is the policy the walker applies at one node; the engine knows only the base class and
 :class:`Gradient` (the exact VJP, the default). The LRP rules live in :mod:`onnxlrp.lrp`.
@@ -10,11 +10,12 @@ A *rule* (:class:`Rule`) is the policy the walker applies at one node; the engin
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from types import ModuleType
-from typing import Any, Callable, Sequence
+from types import MappingProxyType, ModuleType
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import UnsupportedOpError  # noqa: F401  (protocol: a kernel raises it for a use it cannot handle)
 from .graph import Node
 
 Array = Any  # numpy.ndarray or cupy.ndarray
@@ -36,6 +37,9 @@ class Call:
 
     @property
     def attrs(self):
+        """The node's attributes, every schema default filled in (:class:`~onnxlrp.engine.graph.Node`): read
+        ``attrs[name]``; ``attrs.get(name)`` only for attributes without a default (optional ones whose absence
+        means something, or ones missing from the node's opset version)."""
         return self.node.attrs
 
 
@@ -58,13 +62,27 @@ class LinearOp:
 class Kernel:
     """Base kernel. Subclasses set ``category`` and implement :meth:`forward` and :meth:`vjp`.
 
-    ``category`` groups ops for presets: ``conv``, ``dense``, ``avgpool``, ``sum``, ``batchnorm``, ``affine``
-    (scaling/shift by a constant), ``activation``, ``maxpool``, ``structural``, ``softmax``.
+    ``category`` groups ops for presets: ``conv``, ``dense``, ``avgpool``, ``sum`` (residual sum of varying
+    tensors), ``batchnorm``, ``affine`` (scaling/shift by a constant), ``activation``, ``maxpool``, ``structural``,
+    ``softmax``, ``layernorm``, ``bilinear`` (product of two varying tensors).
+
+    What rules may use of a kernel (its protocol; nothing else, and no underscored member):
+
+    * every kernel: :meth:`forward`, :meth:`vjp`, :meth:`linear_op`, :meth:`data_inputs`, :meth:`node_category`;
+    * ``bilinear`` kernels: ``product``, how the two factors combine (``"elementwise"``, ``"quotient"`` for
+      ``a/b``, or ``"matmul"``);
+    * ``softmax`` kernels: ``axis_view(call, x) -> (v, axis)`` (``x`` as the op sees it, a reshape, and the one
+      axis it normalises), ``softmax(xp, v, axis)`` (``exp(v − max v) / Σ exp(v − max v)`` along ``axis``) and
+      ``log`` (``True`` for LogSoftmax); see ``onnxlrp.kernels.op_softmax``.
     """
 
     op_type: str = ""
     domain: str = ""
     category: str = "structural"
+    #: when :meth:`node_category` depends on the node (which inputs vary): every category it can return mapped to
+    #: when that applies, e.g. ``{"sum": "two or more operands vary", "affine": "one operand varies"}``
+    #: (``docs/supported-ops.md`` lists one row per entry); empty when it is always ``category``
+    category_cases: Mapping[str, str] = MappingProxyType({})
     #: node input ports that may carry relevance (those that also vary with the input do)
     data_ports: tuple[int, ...] = (0,)
 
@@ -73,6 +91,8 @@ class Kernel:
         return tuple(p for p in self.data_ports if p < len(node.inputs) and node.inputs[p] in varying)
 
     def node_category(self, node: Node, varying: set[str]) -> str:
+        """The category of this node (it picks the node's rule): ``category``, unless it depends on which inputs
+        vary (declare the cases in ``category_cases`` then)."""
         return self.category
 
     def forward(self, call: Call) -> tuple:

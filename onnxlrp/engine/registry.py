@@ -47,8 +47,14 @@ def registered() -> dict[str, list[int]]:
     return {(f"{d}::{op}" if d else op): sorted(v) for (d, op), v in sorted(_REGISTRY.items())}
 
 
+def kernels_by_op() -> dict[tuple[str, str], dict[int, Kernel]]:
+    """``(domain, op_type) -> {since: kernel}`` of every registered kernel, sorted (a copy: registering goes
+    through :func:`register_kernel`)."""
+    return {key: dict(sorted(versions.items())) for key, versions in sorted(_REGISTRY.items())}
+
+
 def data_inputs(node: Node, varying: set[str]):
-    """Preflight hook for :func:`onnxlrp.graph.relevance_path`."""
+    """Preflight hook for :func:`onnxlrp.engine.graph.relevance_path`."""
     kernel = resolve(node)
     if kernel is None:
         if node.op_type in ("If", "Loop", "Scan"):

@@ -19,13 +19,20 @@ array module (numpy, or CuPy on ``cuda``), taking only values off the path from 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from ..errors import InputDtypeError, InputShapeError, MethodError, NameSelectionError, NonFiniteError, \
-    UnsupportedOpError
+from ..errors import (
+    InputDtypeError,
+    InputShapeError,
+    MethodError,
+    NameSelectionError,
+    NonFiniteError,
+    UnsupportedOpError,
+)
 from . import registry, seeds, splice
 from .backend import get_xp, to_numpy
 from .canonize import canonize

@@ -41,7 +41,8 @@ class Head:
 def final_dense(session) -> Node:
     """The dense node producing the explained logits, or a clear error."""
     node = session.canonical.producer.get(session.output_name)
-    if node is None or session.categories.get(node.name) != "dense" or not session.path.nodes or node is not session.path.nodes[-1]:
+    path = session.path.nodes
+    if node is None or session.categories.get(node.name) != "dense" or not path or node is not path[-1]:
         found = "nothing" if node is None else f"{node.op_type} node {node.name!r}"
         raise MethodError(f"contrastive splicing needs the logits {session.output_name!r} to come from a dense layer "
                           f"(Gemm, MatMul with constant weights); they come from {found}")

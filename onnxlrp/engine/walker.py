@@ -6,7 +6,7 @@ as soon as its producer has consumed it.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -21,7 +21,8 @@ def propagate(nodes: list[Node], kernels: Mapping[str, Kernel], rules: Mapping[s
     """Propagate ``seeds`` (tensor -> relevance) back through ``nodes``.
 
     ``value(name)`` returns a tensor's forward value; ``value(name, None)`` returns ``None`` for a tensor the forward
-    pass did not keep (an output nothing on the path reads). Returns ``(remaining, kept)``: the accumulators left at the end (the explained input's relevance among them)
+    pass did not keep (an output nothing on the path reads). Returns ``(remaining, kept)``: the accumulators left at
+    the end (the explained input's relevance among them)
     and the relevance of the tensors named in ``keep`` (``"all"`` keeps every tensor on the path).
     """
     acc: dict[str, object] = dict(seeds)

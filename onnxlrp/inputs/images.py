@@ -10,9 +10,9 @@ Only numpy and Pillow are used, so the command line runs with the runtime depend
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError

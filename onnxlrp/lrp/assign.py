@@ -7,14 +7,25 @@ input (several nodes in a multi-stem network).
 from __future__ import annotations
 
 import fnmatch
-from typing import Mapping
+from collections.abc import Mapping
 
-from ..engine.graph import Node
-from ..engine.kernel import Gradient, Rule
+from ..engine.kernel import Gradient, Node, Rule
 from ..errors import MethodError, RuleNotApplicableError
 from .presets import LINEAR_CATEGORIES, LayerRules
-from .rules import (AlphaBeta, DeconvNet, Epsilon, Flat, Gamma, GuidedBackprop, Norm, Pass, StdxEpsilon, WSquare,
-                    ZBox, ZPlus)
+from .rules import (
+    AlphaBeta,
+    DeconvNet,
+    Epsilon,
+    Flat,
+    Gamma,
+    GuidedBackprop,
+    Norm,
+    Pass,
+    StdxEpsilon,
+    WSquare,
+    ZBox,
+    ZPlus,
+)
 from .sign import AlphaBetaINN, Sign, SignMu, Z
 from .transformer import LayerNormEpsilon, SoftmaxDT, Stop, UniformProduct
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..engine.kernel import Call, LinearOp
 
+
 def stabilize(xp, z, epsilon):
     """Denominator ``z + ε·sgn0(z)`` (zennit ``Stabilizer``); ``ε`` may be an array broadcast against ``z``."""
     if getattr(z, "ndim", 0) == 0:

@@ -10,8 +10,7 @@ import numpy as np
 
 from ..engine.kernel import LinearOp, Rule, scatter_ports
 from .core import divide
-from .rules import LinearRule, Norm, Pass
-
+from .rules import LinearRule
 
 #: ops a relevance seed passes through unchanged between the logit layer and the explained output
 _RESHAPES = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout")
@@ -30,10 +29,10 @@ class Unfolded:
     """A Conv/dense node's parameters before BatchNormalization ``batchnorm`` was folded into it.
 
     ``weight``/``bias`` are in the folded node's layout (Conv ``(O, I, k…)``, dense ``(K, M)``); ``keep`` is the
-    per-channel ``[k ≠ 0]`` of the BatchNorm (``k = γ/√(σ²+ε)``: ``γ ≠ 0``), ``sign`` its sign; ``axis`` is ``"conv"`` (channels on
-    axis 1) or ``"dense"`` (the last axis). ``weight is None`` means the original could not be located: the folded
-    weight is then used with each channel's sign restored (``W'·sign(k)``, a positive rescaling of the original, to
-    which RAP is invariant) and no pre-BatchNorm mask.
+    per-channel ``[k ≠ 0]`` of the BatchNorm (``k = γ/√(σ²+ε)``: ``γ ≠ 0``), ``sign`` its sign; ``axis`` is
+    ``"conv"`` (channels on axis 1) or ``"dense"`` (the last axis). ``weight is None`` means the original could not
+    be located: the folded weight is then used with each channel's sign restored (``W'·sign(k)``, a positive
+    rescaling of the original, to which RAP is invariant) and no pre-BatchNorm mask.
     """
 
     batchnorm: str
@@ -50,7 +49,9 @@ class Unfolded:
     def arrays(self, xp, dtype):
         key = (xp.__name__, np.dtype(dtype).str)
         if key not in self._cache:
-            conv = (lambda a: None if a is None else xp.asarray(a, dtype=dtype))
+            def conv(a):
+                return None if a is None else xp.asarray(a, dtype=dtype)
+
             self._cache[key] = (conv(self.weight), conv(self.bias), conv(self.keep.astype(np.float64)),
                                 conv(self.sign))
         return self._cache[key]

@@ -11,13 +11,22 @@ constant, pooling, residual Add, ...). Rules are frozen dataclasses: printable, 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from ..engine.kernel import Call, Gradient, Kernel, LinearOp, Rule, scatter_ports, unbroadcast
+from ..engine.kernel import Call, Kernel, LinearOp, Rule, scatter_ports, unbroadcast
+from ..engine.kernel import Gradient as Gradient  # the exact VJP: in the catalogue too
 from ..errors import RuleNotApplicableError
-from .core import add_terms, all_zero, clamp, divide, forward_or_zero, layer_output, modified_params, pullback, \
-    stabilize
+from .core import (
+    add_terms,
+    clamp,
+    divide,
+    forward_or_zero,
+    layer_output,
+    modified_params,
+    pullback,
+    stabilize,
+)
 
 # -------------------------------------------------------------------------------------------- base class
 
@@ -150,11 +159,13 @@ class AlphaBeta(LinearRule):
         wneg = modified_params(op, lambda n, p: clamp(xp, p, hi=0), self.zero_params)
         wpos_nb = modified_params(op, lambda n, p: clamp(xp, p, lo=0), self.zero_params, drop_bias=True)
         wneg_nb = modified_params(op, lambda n, p: clamp(xp, p, hi=0), self.zero_params, drop_bias=True)
-        s_a = divide(xp, r, forward_or_zero(op, xpos, wpos, xp) + forward_or_zero(op, xneg, wneg_nb, xp), self.stabilizer)
+        z_a = forward_or_zero(op, xpos, wpos, xp) + forward_or_zero(op, xneg, wneg_nb, xp)
+        s_a = divide(xp, r, z_a, self.stabilizer)
         r_a = add_terms(pullback(op, s_a, wpos, xpos, xp), pullback(op, s_a, wneg_nb, xneg, xp))
         if self.beta == 0:
             return [self.alpha * a for a in r_a] if self.alpha != 1 else r_a
-        s_b = divide(xp, r, forward_or_zero(op, xpos, wneg, xp) + forward_or_zero(op, xneg, wpos_nb, xp), self.stabilizer)
+        z_b = forward_or_zero(op, xpos, wneg, xp) + forward_or_zero(op, xneg, wpos_nb, xp)
+        s_b = divide(xp, r, z_b, self.stabilizer)
         r_b = add_terms(pullback(op, s_b, wneg, xpos, xp), pullback(op, s_b, wpos_nb, xneg, xp))
         return [self.alpha * a - self.beta * b for a, b in zip(r_a, r_b)]
 

@@ -4,11 +4,10 @@ safe divisions. The method names that use them are parsed in :mod:`onnxlrp.metho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from ..errors import MethodError
 from .core import add_terms, clamp, forward_or_zero, modified_params, pullback, stabilize
 from .rules import LinearRule
-
 
 DIVISIONS = ("safe", "innvestigate")
 

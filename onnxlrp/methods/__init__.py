@@ -12,10 +12,15 @@ module                  methods
 :mod:`.attnlrp`         AttnLRP and CP-LRP for transformers
 ======================  ==================================================================================
 
+The package is callable: ``onnxlrp.methods()`` lists every method (:func:`~onnxlrp.methods.registry.methods`).
+
 Each module lists its methods in ``METHODS`` (and name grammars in ``FAMILIES``); every method is a
 :class:`~onnxlrp.methods.base.Method` whose ``run`` and ``check`` take a :class:`~onnxlrp.engine.session.Session`.
 """
 from __future__ import annotations
+
+import sys
+import types
 
 from . import attnlrp, cam, clrp, gradients, lrp, rap, sign
 from .base import Check, Method, MethodFamily, Result
@@ -28,3 +33,13 @@ for _module in (lrp, gradients, cam, clrp, rap, sign, attnlrp):
         register_family(_family)
 
 __all__ = ["METHODS", "Check", "Method", "MethodFamily", "Result", "find_method", "methods", "resolve_method"]
+
+
+class _CallableModule(types.ModuleType):
+    """``onnxlrp.methods()`` is the listing; ``onnxlrp.methods`` is also this package."""
+
+    def __call__(self) -> dict[str, dict]:
+        return methods()
+
+
+sys.modules[__name__].__class__ = _CallableModule

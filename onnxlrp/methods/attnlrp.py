@@ -26,8 +26,8 @@ as ε → 0 (the parity tests use a tiny ε).
 
 The LRP presets (``epsilon``, ``epsilon_plus``…) use :class:`UniformProduct` on ``bilinear`` nodes,
 :class:`SoftmaxDT` on ``softmax`` nodes and :class:`LayerNormEpsilon` on ``layernorm`` nodes too
-(``presets.lrp_rules``); the rules below are registered in
-``onnxlrp.lrp.assign.RULES`` (``uniform_product``, ``softmax_dt``, ``stop``, ``layernorm_epsilon``) for per-node overrides.
+(:func:`onnxlrp.lrp.assign.lrp_rules`); the rules are in :mod:`onnxlrp.lrp.transformer`, listed in
+``onnxlrp.lrp.assign.RULES`` (``uniform_product``, ``softmax_dt``, ``stop``, ``layernorm_epsilon``) for overrides.
 """
 from __future__ import annotations
 

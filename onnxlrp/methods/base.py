@@ -10,8 +10,9 @@ The pass itself (rules with the user's overrides → forward → targets → see
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from ..errors import OnnxLrpError
 from ..lrp.assign import apply_overrides, check_applicable, lrp_rules

@@ -29,8 +29,6 @@ other classes with ``p_t p_n``; the map is ``R_t − R_dual·ΣR_t/ΣR_dual`` (s
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..errors import MethodError
 from ..lrp.assign import lrp_rules
 from ..lrp.presets import PRESETS, LayerRules
@@ -178,12 +176,18 @@ def _sglrp(session, x, feeds, target, params, options):
     return Result(result, output, targets, {**kept, "target_relevance": r, "dual_relevance": r_dual})
 
 
+def _requires_dense_logits(session, params) -> None:
+    session.final_dense()
+
+
 METHODS = [
     Method("clrp1", "contrastive LRP, dual concept = all other classes (Gu et al. 2018)",
-           {**_CLRP_PARAMS, "dual_seed": "abs_logits"}, "lrp", _clrp_runner("clrp1"), _clrp_assign),
+           {**_CLRP_PARAMS, "dual_seed": "abs_logits"}, "lrp", _clrp_runner("clrp1"), _clrp_assign,
+           _requires_dense_logits),
     Method("clrp2", "contrastive LRP, dual concept = the negated target class (Gu et al. 2018)",
-           dict(_CLRP_PARAMS), "lrp", _clrp_runner("clrp2"), _clrp_assign),
+           dict(_CLRP_PARAMS), "lrp", _clrp_runner("clrp2"), _clrp_assign,
+           _requires_dense_logits),
     Method("sglrp", "softmax-gradient LRP: the target's softmax gradient against the other classes (Iwana et al. "
            "2019)", {"preset": "clrp", "low": None, "high": None, "stabilizer": 1e-6, "relu": False}, "lrp", _sglrp,
-           _clrp_assign),
+           _clrp_assign, _requires_dense_logits),
 ]

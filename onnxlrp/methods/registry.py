@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..errors import MethodError
 from .base import Method, MethodFamily

@@ -69,8 +69,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
+from functools import cache
 
 from ..errors import MethodError
 from ..lrp.assign import lrp_rules
@@ -78,7 +77,7 @@ from ..lrp.presets import LayerRules
 from ..lrp.rules import Epsilon, Flat, StdxEpsilon, WSquare, ZBox
 from ..lrp.sign import DIVISIONS, AlphaBetaINN, Sign, SignMu, Z, sign_mu
 from . import gradients
-from .base import Method, MethodFamily, Result, lrp_method
+from .base import Method, MethodFamily, lrp_method
 
 # -------------------------------------------------------------------------------------------- gradient x SIGN
 
@@ -128,7 +127,7 @@ _GRADIENT_SIGN = re.compile(
     rf"^(?P<base>{'|'.join(GRADIENT_BASES)})_x_sign(?P<mu>_mu(?:_(?P<m>(?:neg_)?\d+(?:_\d+)?))?)?$")
 
 
-@lru_cache(maxsize=None)
+@cache
 def parse_gradient_sign(name: str) -> Method | None:
     match = _GRADIENT_SIGN.match(name)
     if match is None:
@@ -287,7 +286,7 @@ def lrp_assigner(spec: LrpName):
     return assign
 
 
-@lru_cache(maxsize=None)
+@cache
 def parse_lrp(name: str) -> Method | None:
     spec = parse_lrp_name(name)
     if spec is None:

@@ -7,8 +7,15 @@ from __future__ import annotations
 
 from ..errors import EmbeddingNotFoundError, MissingDependencyError, TokenizerError
 from ..views.tokens import render_html, token_colour
-from .explainer import (TextExplainer, TextExplanation, cut_at, explain_text, find_embedding, load_tokenizer,
-                        upstream_model)
+from .explainer import (
+                        TextExplainer,
+                        TextExplanation,
+                        cut_at,
+                        explain_text,
+                        find_embedding,
+                        load_tokenizer,
+                        upstream_model,
+)
 
 __all__ = ["TextExplainer", "TextExplanation", "explain_text", "load_tokenizer", "render_html", "token_colour",
            "find_embedding", "cut_at", "upstream_model", "MissingDependencyError", "TokenizerError",

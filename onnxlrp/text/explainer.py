@@ -19,16 +19,14 @@ The tokenizer is read with the ``tokenizers`` library (no network), an optional 
 """
 from __future__ import annotations
 
-import html
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
 
-from ..errors import EmbeddingNotFoundError, MissingDependencyError, NameSelectionError, OnnxLrpError, \
-    TokenizerError
+from ..errors import EmbeddingNotFoundError, MissingDependencyError, NameSelectionError, TokenizerError
 from ..views.tokens import render_html, softmax
 
 DEFAULT_METHOD = "attnlrp"  # the transformer rules (LXT); see onnxlrp.attnlrp

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-
 
 # --------------------------------------------------------------------------------------------------- colour maps
 #: Colour maps as (position in [0, 1], RGB hex) stops, linearly interpolated. Signed maps put zero at 0.5.

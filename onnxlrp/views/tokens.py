@@ -17,7 +17,7 @@ def token_colour(value: float, scale: float) -> str:
     end = (180, 4, 38) if a >= 0 else (59, 76, 192)
     w = abs(a)
     rgb = tuple(int(round(255 * (1 - w) + c * w)) for c in end)
-    return "#%02x%02x%02x" % rgb
+    return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
 _CSS = """

@@ -1,0 +1,140 @@
+"""``onnxlrp explain``: explain image or array inputs batch by batch and write the files :mod:`.outputs` describes,
+then ``summary.json`` and, with ``--report``, ``report.html``."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from ..inputs import images
+from ..inputs.images import Preprocessing, format_shape
+from . import files as fileio
+from .args import ChosenMethod, resolve_methods, version
+from .inputs import batches, expand_inputs, load_sample, open_explainer, plan_items, read_labels, resolve_target, \
+    same_shape_runs
+from .outputs import jsonable, print_done, write_outputs
+from .progress import Progress
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    contrast = [] if args.contrast is None else [(None, "contrast", args.contrast)]  # to the methods that take it
+    methods = resolve_methods(args.method, args.sets, contrast)
+    files = expand_inputs(args.inputs)
+    created = not os.path.lexists(args.out)
+    out_dir = fileio.prepare_output_dir(args.out)  # before the model loads: fail fast on an unusable folder
+    try:
+        return _explain(args, methods, files, out_dir)
+    except BaseException:
+        if created:  # do not leave an empty folder behind a failed run
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+
+
+def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[tuple[Path, str]],
+             out_dir: Path) -> int:
+    t0 = time.monotonic()
+    ex = open_explainer(args)
+    input_shape = tuple(ex.input_shape)
+    output_shape = tuple(ex.output_shape)
+    classes = output_shape[-1] if output_shape and isinstance(output_shape[-1], int) else None
+    labels = read_labels(args.labels, classes)
+    target = resolve_target(args.target, labels, classes, ex.output_name)
+    input_dtype = np.dtype(ex.input_dtype)
+
+    prep: Preprocessing | None = None
+    if any(kind == "image" for _, kind in files):
+        try:
+            prep = images.resolve_preprocessing(
+                input_shape, size=args.size, layout=args.layout, grayscale=args.grayscale or None,
+                scale=args.scale, mean=args.mean, std=args.std)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    layout = prep.layout if prep is not None else (args.layout or images.image_layout_from_shape(input_shape))
+    items = plan_items(files, input_shape, input_dtype, ex.input_name)
+
+    # a model exported with a fixed batch size B gets batches of exactly B (the last one padded, extras dropped)
+    static_batch = input_shape[0] if input_shape and isinstance(input_shape[0], int) else None
+    batch_size = static_batch or args.batch_size
+    lrp_methods = {m.name for m in methods if m.method.kind == "lrp"}
+    summary_inputs: list[dict] = []
+    rows: list[str] = []
+    with ExitStack() as stack:
+        report = None
+        if args.report:
+            from ..views.report import HtmlReport
+            handle = stack.enter_context(fileio.atomic_write(out_dir / "report.html", "w", encoding="utf-8"))
+            meta = [("model", f"{args.model}  ({ex.input_name} {format_shape(input_shape)} -> {ex.output_name} "
+                              f"{format_shape(output_shape)})"),
+                    ("target", "predicted class" if target is None else f"class {target}"),
+                    ("preprocessing", _prep_text(prep)),
+                    ("inputs", f"{len(items)}")]
+            report = HtmlReport(handle, title=f"onnxlrp: {Path(args.model).name}", meta=meta,
+                                methods=[(m.name, m.full) for m in methods], cmap=args.cmap)
+        progress = stack.enter_context(Progress(len(items), "inputs", enabled=False if args.quiet else None))
+        for chunk in batches(items, batch_size):
+            loaded = [load_sample(item, prep, layout, input_dtype) for item in chunk]
+            # images of a dynamic-size model may differ in size: run each same-shape run as its own batch
+            for group in same_shape_runs(list(zip(chunk, loaded))):
+                x = np.stack([sample for _, (sample, _) in group])
+                if static_batch is not None and len(x) < static_batch:
+                    x = np.concatenate([x, np.repeat(x[-1:], static_batch - len(x), axis=0)])
+                results = {m.name: ex.explain(x, method=m.name, target=target, **m.params) for m in methods}
+                for i, (item, (sample, picture)) in enumerate(group):
+                    entry, card_row = write_outputs(out_dir, item, i, picture, results, labels, args, layout,
+                                                    report, lrp_methods)
+                    summary_inputs.append(entry)
+                    if len(rows) < 20:
+                        rows.append(card_row)
+                del x, results
+                progress.update(len(group))
+            del loaded
+        if report is not None:
+            report.close(footer=f"Made by onnxlrp {version()}.")
+        summary = {
+            "onnxlrp": {"version": version(), "command": "explain"},
+            "model": {"path": str(args.model), "sha256": _sha256(args.model), "input": {
+                "name": ex.input_name, "shape": list(input_shape), "dtype": str(input_dtype)},
+                "output": {"name": ex.output_name, "shape": list(output_shape)}},
+            "device": args.device, "dtype": args.dtype,
+            "methods": [{"name": m.name, "params": m.full} for m in methods],
+            "target": "pred" if target is None else target,
+            "labels": args.labels, "cmap": args.cmap,
+            "preprocessing": None if prep is None else prep.to_dict(),
+            "inputs": summary_inputs,
+            "report": "report.html" if args.report else None,
+            "elapsed_s": round(time.monotonic() - t0, 3),
+        }
+        fileio.write_text(out_dir / "summary.json", json.dumps(jsonable(summary), indent=2) + "\n")
+    if not args.quiet:
+        print_done(rows, out_dir, len(items), [m.name for m in methods], args.report, time.monotonic() - t0)
+    return 0
+
+
+def _prep_text(prep: Preprocessing | None) -> str:
+    if prep is None:
+        return "none (.npy arrays used as given)"
+    size = "keep" if prep.height is None else f"{prep.height}x{prep.width}"
+    mean = ",".join(f"{m:g}" for m in prep.mean)
+    std = ",".join(f"{s:g}" for s in prep.std)
+    return (f"{'greyscale' if prep.channels == 1 else 'RGB'}, resize {size}, x = pixel * {prep.scale:.6g}, "
+            f"(x - {mean}) / {std}, {prep.layout}")
+
+
+def _sha256(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
