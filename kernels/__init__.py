@@ -9,8 +9,19 @@ if __name__ != "onnxlrp.kernels":
     # ImportError). Importing it under another name would register every kernel twice.
     raise ImportError("this folder is onnxlrp.kernels, not a top-level 'kernels' package")
 
-from . import elementwise, op_arith, op_batchnorm, op_conv, op_dense, op_pool, op_softmax, structural  # noqa: F401
-from . import op_gather, op_math, op_norm  # noqa: F401,E402
+from . import (  # noqa: F401
+    elementwise,
+    op_arith,
+    op_batchnorm,
+    op_conv,
+    op_dense,
+    op_gather,
+    op_math,
+    op_norm,
+    op_pool,
+    op_softmax,
+    structural,
+)
 
-MODULES = ("elementwise", "op_arith", "op_batchnorm", "op_conv", "op_dense", "op_pool", "op_softmax", "structural",
-           "op_gather", "op_math", "op_norm")
+MODULES = ("elementwise", "op_arith", "op_batchnorm", "op_conv", "op_dense", "op_gather", "op_math", "op_norm",
+           "op_pool", "op_softmax", "structural")

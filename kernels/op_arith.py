@@ -8,8 +8,9 @@ a bias shift or a scaling, passed through by the LRP presets).
 Mul of two varying tensors (gating, squeeze-excitation, ``silu(g)·u``) and Div by a varying tensor (a normalisation
 ``a / b``) are bilinear (category ``bilinear``, ``product`` = ``"elementwise"`` / ``"quotient"``): forward and the
 exact VJP (``g·b`` to ``a``, ``g·a`` to ``b``; ``g/b`` and ``−g·a/b²`` for Div, summed over broadcast axes). Their
-relevance comes from the transformer rules (``onnxlrp.lrp.transformer``: uniform split, or the gate/divisor kept constant).
-Div of a constant by a varying tensor (a reciprocal) is an elementwise nonlinearity (category ``activation``).
+relevance comes from the transformer rules (``onnxlrp.lrp.transformer``: uniform split, or the gate/divisor kept
+constant). Div of a constant by a varying tensor (a reciprocal) is an elementwise nonlinearity (category
+``activation``).
 """
 from __future__ import annotations
 

@@ -110,6 +110,9 @@ class Explainer:
         m, full = resolve_method(method, params)
         if relevance_init not in ("logit", "one_hot"):
             raise MethodError(f"relevance_init must be 'logit' or 'one_hot'; got {relevance_init!r}")
+        if not (keep == "all" or (isinstance(keep, (list, tuple, set, frozenset))
+                                  and all(isinstance(k, str) for k in keep))):
+            raise MethodError(f"keep must be 'all' or a list of tensor names; got {keep!r}")
         x = session.validate_input(x)
         feeds = session.validate_feeds(feeds)
         options = {"rules": rules, "relevance_init": relevance_init, "keep": keep}

@@ -11,8 +11,9 @@ import importlib
 import re
 import shutil
 import textwrap
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import EXIT_CODES, MethodError, UsageError
 

@@ -18,8 +18,16 @@ from ..inputs import images
 from ..inputs.images import Preprocessing, format_shape
 from . import files as fileio
 from .args import ChosenMethod, resolve_methods, version
-from .inputs import batches, expand_inputs, load_sample, open_explainer, plan_items, read_labels, resolve_target, \
-    same_shape_runs
+from .inputs import (
+    batches,
+    expand_inputs,
+    load_sample,
+    open_explainer,
+    plan_items,
+    read_labels,
+    resolve_target,
+    same_shape_runs,
+)
 from .outputs import jsonable, print_done, write_outputs
 from .progress import Progress
 
@@ -88,7 +96,7 @@ def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[
                 if static_batch is not None and len(x) < static_batch:
                     x = np.concatenate([x, np.repeat(x[-1:], static_batch - len(x), axis=0)])
                 results = {m.name: ex.explain(x, method=m.name, target=target, **m.params) for m in methods}
-                for i, (item, (sample, picture)) in enumerate(group):
+                for i, (item, (_, picture)) in enumerate(group):
                     entry, card_row = write_outputs(out_dir, item, i, picture, results, labels, args, layout,
                                                     report, lrp_methods)
                     summary_inputs.append(entry)

@@ -10,11 +10,11 @@ import contextlib
 import errno
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from ..errors import OutputDirError
-
 
 
 def _describe(exc: OSError) -> str:

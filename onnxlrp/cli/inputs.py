@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..errors import (ImageDecodeError, InputDtypeError, InputFileError, InputShapeError, LabelsError,
-                      NameSelectionError, TargetError)
+from ..errors import (
+    ImageDecodeError,
+    InputDtypeError,
+    InputFileError,
+    InputShapeError,
+    LabelsError,
+    NameSelectionError,
+    TargetError,
+)
 from ..inputs import images
 from ..inputs.images import Preprocessing, format_shape
 from ..views import imaging

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import INTERRUPTED_EXIT, OnnxLrpError, UnsupportedOpError
 from .args import PROG, build_parser, first_line

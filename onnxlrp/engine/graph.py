@@ -79,6 +79,8 @@ def load_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> onnx.Model
             return onnx.load_model_from_string(bytes(model))
         except Exception as exc:
             raise ModelLoadError(f"cannot parse the given bytes as an ONNX model: {_short(exc)}") from exc
+    if not isinstance(model, (str, os.PathLike)):
+        raise ModelLoadError(f"the model must be a path, bytes or an onnx.ModelProto; got {type(model).__name__}")
     path = os.fspath(model)
     if not os.path.exists(path):
         raise ModelLoadError(f"model file {path!r} does not exist")
@@ -150,7 +152,7 @@ def _defaults(schema: onnx.defs.OpSchema) -> dict[str, onnx.AttributeProto]:
             if spec.default_value is not None and spec.default_value.type != 0}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def schema_defaults(op_type: str, since: int, domain: str = "") -> dict[str, onnx.AttributeProto]:
     """``name -> default`` of every attribute with a default in the op's schema at version ``since`` (the defaults
     change between versions: Softmax's ``axis`` is 1 before opset 13 and -1 from 13); empty without a schema."""

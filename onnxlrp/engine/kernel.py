@@ -9,9 +9,10 @@ A *rule* (:class:`Rule`) is the policy the walker applies at one node; the engin
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from types import MappingProxyType, ModuleType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

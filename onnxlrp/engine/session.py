@@ -162,8 +162,11 @@ class Session:
     # ------------------------------------------------------------------------------------------ validation
     def validate_input(self, x):
         """``x`` checked against the explained input's dtype kind, rank, static dimensions and finiteness."""
-        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            x = np.asarray(x)
+        if not isinstance(x, np.ndarray) and not hasattr(x, "__cuda_array_interface__"):
+            try:
+                x = np.asarray(x)
+            except (TypeError, ValueError) as exc:
+                raise InputDtypeError(f"input {self.input_name!r} must be an array; got {type(x).__name__}") from exc
         info = self.input_info
         if x.dtype.kind not in "f":
             raise InputDtypeError(f"input {self.input_name!r} expects floating-point values "
@@ -177,12 +180,17 @@ class Session:
                 if isinstance(want, int) and want > 0 and want != got:
                     raise InputShapeError(f"input {self.input_name!r} expects shape {_format_shape(expected)}; got "
                                           f"{tuple(x.shape)} (axis {axis} is {got}, not {want})")
+        if x.ndim == 0 or x.shape[0] == 0:
+            raise InputShapeError(f"input {self.input_name!r} needs a batch of at least one sample; got shape "
+                                  f"{tuple(x.shape)}")
         if not bool(np.isfinite(to_numpy(x)).all()):
             raise NonFiniteError(f"input {self.input_name!r} contains NaN or inf")
         return x
 
     def validate_feeds(self, feeds: Mapping | None) -> dict:
         """The other model inputs, held fixed: every one must be given, and nothing else."""
+        if feeds is not None and not isinstance(feeds, Mapping):
+            raise NameSelectionError(f"feeds must map input names to arrays; got {type(feeds).__name__}")
         feeds = dict(feeds or {})
         names = {i.name for i in self.graph.input_infos}
         unknown = sorted(set(feeds) - names)

@@ -78,7 +78,13 @@ def parse_rule(spec) -> Rule:
     """A rule from a ``Rule`` instance, a rule name, or ``(name, {params})``."""
     if isinstance(spec, Rule):
         return spec
-    name, params = (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1]))
+    if isinstance(spec, str):
+        name, params = spec, {}
+    elif isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str) \
+            and isinstance(spec[1], Mapping):
+        name, params = spec[0], dict(spec[1])
+    else:
+        raise MethodError(f"a rule override must be a rule name, (name, {{params}}) or a Rule; got {spec!r}")
     if name not in RULES:
         raise MethodError(f"unknown rule {name!r}; rules are: {', '.join(sorted(RULES))}")
     try:
@@ -92,6 +98,9 @@ def apply_overrides(nodes, categories, rules: dict[str, Rule], overrides: Mappin
     matching key (in the mapping's order) wins. Each rule must apply to the node's category."""
     if not overrides:
         return rules
+    if not isinstance(overrides, Mapping) or not all(isinstance(key, str) for key in overrides):
+        raise MethodError(f"rules must map op types or node-name patterns to rules, e.g. {{'Gemm': 'epsilon'}}; "
+                          f"got {overrides!r}")
     parsed = [(key, parse_rule(spec)) for key, spec in overrides.items()]
     out = dict(rules)
     matched = {key: 0 for key, _ in parsed}

@@ -62,7 +62,7 @@ def _integrated_gradients(session, x, feeds, target, params, options):
     _, output = session.forward(x, feeds)
     targets = session.targets(output, target)
     baseline = params["baseline"]
-    baseline = xp.zeros_like(x) if baseline is None else xp.broadcast_to(xp.asarray(baseline, dtype=x.dtype), x.shape)
+    baseline = xp.zeros_like(x) if baseline is None else _broadcast(xp, baseline, x, "baseline")
     alphas, weights = integration_points(int(params["steps"]), params["integration"])
     total = xp.zeros_like(x)
     for chunk in session.chunks(len(alphas) * x.shape[0], params["internal_batch_size"], x.shape[0]):
@@ -73,6 +73,16 @@ def _integrated_gradients(session, x, feeds, target, params, options):
         for j, k in enumerate(ks):
             total = total + float(weights[k]) * grads[j]
     return Result((x - baseline) * total, output, targets, {})
+
+
+def _broadcast(xp, value, x, name: str):
+    """``value`` broadcast to ``x``'s shape, or a :class:`MethodError` naming the parameter."""
+    array = xp.asarray(value, dtype=x.dtype)
+    try:
+        return xp.broadcast_to(array, x.shape)
+    except ValueError:
+        raise MethodError(f"{name} of shape {tuple(array.shape)} cannot be broadcast to the input's shape "
+                          f"{tuple(x.shape)}") from None
 
 
 def _tile(feeds, times):

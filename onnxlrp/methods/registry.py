@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from ..errors import MethodError
 from .base import Method, MethodFamily
+from .params import check_params
 
 METHODS: dict[str, Method] = {}
 FAMILIES: list[MethodFamily] = []
@@ -50,7 +51,10 @@ def find_method(name: str) -> Method | None:
 
 
 def resolve_method(name: str, params: Mapping[str, object]) -> tuple[Method, dict]:
-    """The method and its full parameter dict (defaults filled), with clear errors for unknown names."""
+    """The method and its full parameter dict (defaults filled, every value checked against its declared type and
+    range in :data:`onnxlrp.methods.params.PARAMS`), with clear errors for unknown names."""
+    if not isinstance(name, str):
+        raise MethodError(f"method must be a method name (a string); got {name!r}")
     method = find_method(name)
     if method is None:
         families = "".join(f"; or a name of the form {f.pattern}" for f in FAMILIES)
@@ -59,4 +63,4 @@ def resolve_method(name: str, params: Mapping[str, object]) -> tuple[Method, dic
     if unknown:
         valid = ", ".join(sorted(method.params)) or "none"
         raise MethodError(f"method {name!r} has no parameter {unknown[0]!r}; its parameters are: {valid}")
-    return method, {**method.params, **params}
+    return method, check_params(name, {**method.params, **params})

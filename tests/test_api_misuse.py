@@ -1,0 +1,106 @@
+"""Python API misuse and out-of-range parameters end in onnxlrp's own errors (one line, a documented exit code),
+never a bare Python exception."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import onnxlrp
+from onnxlrp import errors
+from onnxlrp.methods.params import PARAMS, Param
+from tests.onnx_builders import relu_cnn
+
+
+@pytest.fixture(scope="module")
+def ex():
+    return onnxlrp.Explainer(relu_cnn(seed=4))
+
+
+@pytest.fixture(scope="module")
+def x():
+    return np.random.default_rng(1).normal(size=(2, 2, 8, 8)).astype(np.float32)
+
+
+class ShapedButNotAnArray:
+    shape = (2, 2, 8, 8)
+    dtype = "float32"
+
+
+@pytest.mark.parametrize("call, error, text", [
+    (lambda ex, x: onnxlrp.Explainer(None), errors.ModelLoadError, "got NoneType"),
+    (lambda ex, x: onnxlrp.Explainer(3.5), errors.ModelLoadError, "got float"),
+    (lambda ex, x: ex.explain(x, method=None), errors.MethodError, "got None"),
+    (lambda ex, x: ex.explain(x, method=3), errors.MethodError, "got 3"),
+    (lambda ex, x: ex.explain(x, method=["gradient"]), errors.MethodError, "got ['gradient']"),
+    (lambda ex, x: ex.explain(x[:0]), errors.InputShapeError, "at least one sample"),
+    (lambda ex, x: ex.explain(ShapedButNotAnArray()), errors.InputDtypeError, "dtype object"),
+    (lambda ex, x: ex.explain(x, rules="abc"), errors.MethodError, "rules must map"),
+    (lambda ex, x: ex.explain(x, rules={"Conv": 3}), errors.MethodError, "got 3"),
+    (lambda ex, x: ex.explain(x, rules={"Conv": ("gamma", 3)}), errors.MethodError, "got ('gamma', 3)"),
+    (lambda ex, x: ex.explain(x, keep=3), errors.MethodError, "keep must be"),
+    (lambda ex, x: ex.explain(x, feeds=[1]), errors.NameSelectionError, "feeds must map"),
+    (lambda ex, x: ex.explain(x, target="cat"), errors.TargetError, "got 'cat'"),
+    (lambda ex, x: ex.explain(x, "integrated_gradients", baseline=[1, 2, 3]), errors.MethodError,
+     "cannot be broadcast"),
+])
+def test_misuse_raises_our_errors(ex, x, call, error, text):
+    with pytest.raises(error) as info:
+        call(ex, x)
+    assert text in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("method, params, text", [
+    ("epsilon", {"epsilon": "abc"}, "epsilon must be a number >= 0; got 'abc' (a parameter of method 'epsilon')"),
+    ("epsilon", {"epsilon": [1, 2]}, "epsilon must be a number >= 0; got [1, 2]"),
+    ("epsilon", {"epsilon": -1e-3}, "epsilon must be a number >= 0; got -0.001"),
+    ("epsilon", {"epsilon": float("nan")}, "epsilon must be a number >= 0; got nan"),
+    ("integrated_gradients", {"steps": "abc"}, "steps must be an integer in [1, 100000]; got 'abc'"),
+    ("integrated_gradients", {"steps": 100_000_000}, "steps must be an integer in [1, 100000]; got 100000000"),
+    ("integrated_gradients", {"steps": 2.5}, "steps must be an integer in [1, 100000]; got 2.5"),
+    ("integrated_gradients", {"integration": "simpson"}, "integration must be one of 'gausslegendre'"),
+    ("smoothgrad", {"random_state": -1}, "random_state must be an integer in [0, 4294967295]; got -1"),
+    ("smoothgrad", {"samples": 10**9}, "samples must be an integer in [1, 100000]"),
+    ("smoothgrad", {"samples": True}, "samples must be an integer"),
+    ("grad_cam", {"layer": 7}, "layer must be a non-empty name; got 7"),
+    ("grad_cam", {"layout": "CHW"}, "layout must be one of 'auto', 'NCHW', 'NHWC'; got 'CHW'"),
+    ("clrp1", {"preset": "best"}, "preset must be one of 'clrp', 'lrp0'"),
+    ("epsilon_plus", {"zero_params": 3}, "zero_params must be parameter names such as 'bias'; got 3"),
+    ("epsilon_gamma_box", {"low": "dark"}, "low must be a number or an array of numbers; got 'dark'"),
+])
+def test_parameters_are_checked_against_their_declaration(ex, x, method, params, text):
+    with pytest.raises(errors.MethodError) as info:
+        ex.explain(x, method, **params)
+    assert str(info.value).startswith(text)
+    assert info.value.exit_code == 9
+
+
+def test_valid_values_pass_unchanged_or_normalised(ex, x):
+    res = ex.explain(x, "integrated_gradients", steps=4.0, baseline=[[[0.0]]] * 2)
+    assert res.params["steps"] == 4 and isinstance(res.params["steps"], int)
+    res = ex.explain(x, "epsilon_plus", zero_params="bias")
+    assert res.params["zero_params"] == ("bias",)
+
+
+def test_every_method_parameter_is_declared():
+    """A new parameter must be declared in PARAMS (type and range) before a method can take it, and every
+    default must satisfy its declaration."""
+    declared = set(PARAMS)
+    taken = {p for m in onnxlrp.methods.METHODS.values() for p in m.params}
+    assert taken <= declared, sorted(taken - declared)
+    for method in onnxlrp.methods.METHODS.values():  # every default is valid under its declaration
+        for name, default in method.params.items():
+            PARAMS[name].check(method.name, name, default)
+
+
+@pytest.mark.parametrize("param, good, bad", [
+    (Param("number", low=0, high=1), [0, 0.5, 1, np.float32(0.25)], [-0.1, 1.1, "x", None, True, float("inf")]),
+    (Param("integer", low=1), [1, 7, 3.0, np.int64(4)], [0, 2.5, "3", False]),
+    (Param("classes", optional=True), [None, 3, [1, 2], np.array([0, 1])], [1.5, "a", [[1]], [], True]),
+    (Param("numbers"), [0.5, [1, 2], np.ones((1, 3))], ["a", [], [1, float("nan")], None]),
+])
+def test_param_kinds(param, good, bad):
+    for value in good:
+        param.check("m", "p", value)
+    for value in bad:
+        with pytest.raises(errors.MethodError):
+            param.check("m", "p", value)
