@@ -27,6 +27,12 @@ class ModelCheckError(OnnxLrpError):
     exit_code = 4
 
 
+class ModelRunError(ModelCheckError):
+    """onnxruntime loaded the model but failed running it (a malformed node, or an input that does not fit)."""
+
+    exit_code = 4
+
+
 class ExternalDataError(ModelCheckError):
     """An initializer's external data lies outside the model's folder (refused: it could read any file)."""
 
@@ -164,7 +170,7 @@ EXIT_CODES: dict[int, str] = {
     1: "internal error (a bug: please report it; `--debug` shows the traceback)",
     2: "usage: bad option, or options that contradict the model (e.g. `--size` against a static shape)",
     3: "model file missing, a folder, truncated or not ONNX",
-    4: "model fails the ONNX checker or shape inference, or onnxruntime cannot load it",
+    4: "model fails the ONNX checker or shape inference, or onnxruntime cannot load or run it (the node is named)",
     5: "an op on the relevance path has no kernel, or the graph has a structure the engine does not handle. The "
        "nodes are listed; `onnxlrp inspect` shows every op's status.",
     6: "several inputs/outputs and none chosen, an unknown name (`--input-name`, `--output-name`), or no token "

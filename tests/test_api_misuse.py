@@ -104,3 +104,37 @@ def test_param_kinds(param, good, bad):
     for value in bad:
         with pytest.raises(errors.MethodError):
             param.check("m", "p", value)
+
+
+def _pooling_model():
+    from onnx import helper
+
+    from tests.onnx_builders import make_model
+    w = np.random.default_rng(0).normal(size=(3, 2, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], name="conv"),
+             helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], name="pool"),
+             helper.make_node("GlobalAveragePool", ["p"], ["g"]), helper.make_node("Flatten", ["g"], ["y"])]
+    return make_model(nodes, [("x", ["N", 2, "H", "W"])], [("y", ["N", 3])], {"w": w})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("size", [2, 3])
+def test_an_input_smaller_than_the_windows_is_a_model_run_error(dtype, size):
+    ex = onnxlrp.Explainer(_pooling_model(), dtype=dtype)
+    with pytest.raises(errors.ModelRunError) as info:
+        ex.explain(np.ones((1, 2, size, size), np.float32))
+    text = str(info.value)
+    assert "\n" not in text and f"x (1, 2, {size}, {size})" in text and info.value.exit_code == 4
+    assert ex.explain(np.ones((1, 2, 4, 4), np.float32)).relevance.shape == (1, 2, 4, 4)
+
+
+def test_a_malformed_node_names_itself(capfd):
+    from onnx import helper
+
+    from tests.onnx_builders import make_model
+    w = np.ones((2, 2, 3, 3), np.float32)
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], group=3, name="grouped")],
+                       [("x", [1, 4, 5, 5])], [("y", [1, 2, 3, 3])], {"w": w})
+    with pytest.raises(errors.ModelRunError, match=r"at node 'grouped' \(Conv\): Input channels C is not equal"):
+        onnxlrp.Explainer(model, check=False).explain(np.ones((1, 4, 5, 5), np.float32))
+    assert capfd.readouterr().err == ""  # onnxruntime's own log line is silenced

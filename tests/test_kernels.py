@@ -14,9 +14,8 @@ from onnx import helper, numpy_helper
 import onnxlrp
 from onnxlrp.engine.graph import Graph
 from onnxlrp.engine.kernel import Call
-from onnxlrp.engine.registry import load_builtin_kernels, registered, resolve
+from onnxlrp.engine.registry import registered, resolve
 
-load_builtin_kernels()  # registers the built-in kernels (onnxlrp.kernels) before the cases resolve them
 
 
 @dataclass

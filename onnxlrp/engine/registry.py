@@ -35,6 +35,7 @@ def register_kernel(op_type: str, *, since: int = 1, domain: str = "", override:
 
 def resolve(node: Node) -> Kernel | None:
     """The kernel for ``node``: greatest registered ``since`` not newer than the node's schema version."""
+    load_builtin_kernels()
     versions = _REGISTRY.get((node.domain, node.op_type))
     if not versions:
         return None
@@ -44,12 +45,14 @@ def resolve(node: Node) -> Kernel | None:
 
 def registered() -> dict[str, list[int]]:
     """``op_type -> sorted since-versions`` of every registered kernel (domain-qualified when not ai.onnx)."""
+    load_builtin_kernels()
     return {(f"{d}::{op}" if d else op): sorted(v) for (d, op), v in sorted(_REGISTRY.items())}
 
 
 def kernels_by_op() -> dict[tuple[str, str], dict[int, Kernel]]:
     """``(domain, op_type) -> {since: kernel}`` of every registered kernel, sorted (a copy: registering goes
     through :func:`register_kernel`)."""
+    load_builtin_kernels()
     return {key: dict(sorted(versions.items())) for key, versions in sorted(_REGISTRY.items())}
 
 
@@ -67,8 +70,10 @@ def data_inputs(node: Node, varying: set[str]):
 
 
 def load_builtin_kernels():
-    """Import ``onnxlrp.kernels`` (registering every built-in kernel); from a source checkout without an install,
-    load the repository's top-level ``kernels/`` folder under that name."""
+    """Import ``onnxlrp.kernels`` (registering every built-in kernel; a no-op once imported); from a source
+    checkout without an install, load the repository's top-level ``kernels/`` folder under that name."""
+    if "onnxlrp.kernels" in sys.modules:
+        return sys.modules["onnxlrp.kernels"]
     try:
         return importlib.import_module("onnxlrp.kernels")
     except ModuleNotFoundError as exc:

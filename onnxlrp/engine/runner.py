@@ -7,11 +7,13 @@ the path (shape arithmetic, constant subgraphs) from an onnxruntime float32 run.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 
-from ..errors import BackendUnavailableError, ModelCheckError
+from ..errors import BackendUnavailableError, ModelCheckError, ModelRunError
 from .graph import Graph, Node
 from .kernel import Call
 from .registry import resolve
@@ -37,7 +39,7 @@ class OrtRunner:
         options = ort.SessionOptions()
         options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if optimize
                                             else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # failures are raised as one-line errors, not logged
         providers = ["CPUExecutionProvider"]
         if device in ("cuda", "gpu"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -52,9 +54,28 @@ class OrtRunner:
             raise ModelCheckError(f"onnxruntime cannot load the model: {first}") from exc
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The requested tensors, plus the feeds themselves."""
-        values = self.session.run(self.outputs, feeds)
+        """The requested tensors, plus the feeds themselves; an onnxruntime failure becomes :class:`ModelRunError`
+        naming the node."""
+        try:
+            values = self.session.run(self.outputs, feeds)
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            raise ModelRunError(run_failure(exc, feeds)) from exc
         return {**dict(zip(self.outputs, values)), **feeds}
+
+
+def run_failure(exc: BaseException, feeds: dict) -> str:
+    """One line: the node onnxruntime names in ``exc`` (``... node. Name:'conv1' Status Message: ...``), its
+    message, and the shapes that were fed."""
+    text = " ".join(str(exc).split())
+    node = re.search(r"running (\w+) node\. Name:'([^']*)'", text)
+    status = text.split("Status Message:", 1)[1].strip() if "Status Message:" in text else text
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in feeds.items())
+    if node is None:
+        where = "while running the model"
+    else:
+        where = f"at node {node.group(2)!r} ({node.group(1)})" if node.group(2) else f"at an unnamed {node.group(1)} node"
+    return (f"onnxruntime failed {where}: {status[:300]} (inputs: {shapes}); the model is malformed or the input "
+            "does not fit it (e.g. smaller than a pooling window)")
 
 
 class KernelRunner:
@@ -83,7 +104,14 @@ class KernelRunner:
         for node in self.path_nodes:
             inputs = tuple(self._lookup(values, t) for t in node.inputs)
             flags = tuple(bool(t) and t in self.varying for t in node.inputs)
-            outs = resolve(node).forward(Call(node=node, inputs=inputs, outputs=(), varying=flags, xp=xp))
+            try:
+                outs = resolve(node).forward(Call(node=node, inputs=inputs, outputs=(), varying=flags, xp=xp))
+            except ValueError as exc:  # shapes that do not fit the node (numpy's reshape/broadcast errors)
+                shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in feeds.items())
+                raise ModelRunError(
+                    f"the float64 forward pass failed at node {node.name!r} ({node.op_type}): {exc} (inputs: "
+                    f"{shapes}); the model is malformed or the input does not fit it (e.g. smaller than a pooling "
+                    "window)") from exc
             for name, value in zip(node.outputs, outs):
                 if name and value is not None:
                     values[name] = value
