@@ -138,3 +138,62 @@ def test_a_malformed_node_names_itself(capfd):
     with pytest.raises(errors.ModelRunError, match=r"at node 'grouped' \(Conv\): Input channels C is not equal"):
         onnxlrp.Explainer(model, check=False).explain(np.ones((1, 4, 5, 5), np.float32))
     assert capfd.readouterr().err == ""  # onnxruntime's own log line is silenced
+
+
+def _cnn_with(edit):
+    model = relu_cnn()
+    edit(model)
+    return model
+
+
+def _external_nul(model):
+    from onnx import TensorProto
+    tensor = model.graph.initializer[0]
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.external_data.add(key="location", value="a\x00b")
+
+
+@pytest.mark.parametrize("edit, error, text", [
+    (lambda m: setattr(m.graph.initializer[0], "data_type", 99), errors.ModelCheckError,
+     "initializer 'w1' (unknown data type 99, dims [4, 2, 3, 3]) cannot be decoded"),
+    (lambda m: setattr(m.graph.initializer[0], "data_type", 7), errors.ModelCheckError,
+     "initializer 'w1' (INT64, dims [4, 2, 3, 3]) cannot be decoded"),
+    (_external_nul, errors.ExternalDataError, "unusable external data location 'a\\x00b'"),
+])
+def test_hostile_model_files(tmp_path, edit, error, text):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_cnn_with(edit).SerializeToString())
+    with pytest.raises(error) as info:
+        onnxlrp.Explainer(str(path), check=False).explain(np.ones((1, 2, 8, 8), np.float32))
+    assert text in str(info.value)
+
+
+@pytest.mark.parametrize("make", ["fifo", "device", "folder", "too_large"])
+def test_a_model_path_must_be_a_regular_file_within_the_limit(tmp_path, monkeypatch, make):
+    import os
+    path = tmp_path / "model.onnx"
+    if make == "fifo":
+        os.mkfifo(path)
+    elif make == "device":
+        path = "/dev/zero"
+    elif make == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes(relu_cnn().SerializeToString())
+        monkeypatch.setenv("ONNXLRP_MAX_MODEL_BYTES", "100")
+    with pytest.raises(errors.ModelLoadError) as info:
+        onnxlrp.Explainer(str(path))
+    expected = {"fifo": "not a regular file", "device": "not a regular file", "folder": "is a directory",
+                "too_large": "over the 100 bytes limit for model files; set ONNXLRP_MAX_MODEL_BYTES"}[make]
+    assert expected in str(info.value)
+
+
+def test_a_scalar_output_is_refused_with_the_reason():
+    from onnx import helper
+
+    from tests.onnx_builders import make_model
+    model = make_model([helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)], [("x", [3])], [("y", [])])
+    with pytest.raises(errors.UnsupportedGraphError, match=r"output 'y' has shape \(\), with no batch axis"):
+        onnxlrp.Explainer(model).explain(np.ones(3, np.float32))

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
+from ..limits import check_file
 from ..errors import ExternalDataError, ModelCheckError, ModelLoadError, UnsupportedGraphError, join_lines
 
 INPUT_PREFIX = "input:"
@@ -81,11 +82,7 @@ def load_model(model: str | os.PathLike | bytes | onnx.ModelProto) -> onnx.Model
             raise ModelLoadError(f"cannot parse the given bytes as an ONNX model: {_short(exc)}") from exc
     if not isinstance(model, (str, os.PathLike)):
         raise ModelLoadError(f"the model must be a path, bytes or an onnx.ModelProto; got {type(model).__name__}")
-    path = os.fspath(model)
-    if not os.path.exists(path):
-        raise ModelLoadError(f"model file {path!r} does not exist")
-    if os.path.isdir(path):
-        raise ModelLoadError(f"model path {path!r} is a directory, not an .onnx file")
+    path = check_file(model, "model", ModelLoadError)
     try:
         proto = onnx.load(path, load_external_data=False)
     except Exception as exc:
@@ -102,18 +99,31 @@ def _load_external_data(proto: onnx.ModelProto, path: str) -> None:
     tensors = [t for t in _all_tensors(proto) if t.data_location == onnx.TensorProto.EXTERNAL]
     for tensor in tensors:
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if not location or "\x00" in location:
+            raise ExternalDataError(f"initializer {tensor.name!r} has an unusable external data location "
+                                    f"{location!r}; refusing to read it")
         target = os.path.realpath(os.path.join(base, location))
         if os.path.isabs(location) or os.path.commonpath([target, os.path.realpath(base)]) != os.path.realpath(base):
             raise ExternalDataError(
                 f"initializer {tensor.name!r} points to external data {location!r} outside the model's folder {base!r}; "
                 "refusing to read it")
-        if not os.path.exists(target):
-            raise ModelLoadError(f"external data file {location!r} for initializer {tensor.name!r} is missing")
+        check_file(target, "external", ModelLoadError, f"external data file for initializer {tensor.name!r},")
     if tensors:
         try:
             onnx.external_data_helper.load_external_data_for_model(proto, base)
         except Exception as exc:
             raise ModelLoadError(f"cannot read external data of {path!r}: {_short(exc)}") from exc
+
+
+def _initializer(tensor: onnx.TensorProto) -> np.ndarray:
+    """An initializer's value, or a :class:`ModelCheckError` naming it when its data does not decode."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as exc:  # unknown data type, data that does not fill the dims, ...
+        kind = onnx.TensorProto.DataType.Name(tensor.data_type) if tensor.data_type in \
+            onnx.TensorProto.DataType.values() else f"unknown data type {tensor.data_type}"
+        raise ModelCheckError(f"initializer {tensor.name!r} ({kind}, dims {list(tensor.dims)}) cannot be decoded: "
+                              f"{_short(exc)}") from exc
 
 
 def _all_tensors(proto: onnx.ModelProto) -> Iterable[onnx.TensorProto]:
@@ -256,7 +266,7 @@ class Graph:
         return nodes
 
     def _fold_constants(self, proto: onnx.ModelProto) -> dict[str, np.ndarray]:
-        consts = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+        consts = {t.name: _initializer(t) for t in proto.graph.initializer}
         for n in self.nodes:
             if n.op_type == "Constant" and n.domain == "":
                 value = _constant_value(n)

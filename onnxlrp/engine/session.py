@@ -31,6 +31,7 @@ from ..errors import (
     MethodError,
     NameSelectionError,
     NonFiniteError,
+    UnsupportedGraphError,
     UnsupportedOpError,
 )
 from . import registry, seeds, splice
@@ -213,6 +214,11 @@ class Session:
         xp = self.xp
         values = {k: (xp.asarray(v, dtype=self.dtype) if v.dtype.kind == "f" else v) for k, v in values.items()}
         output = values[self.output_name]
+        if output.ndim == 0 or output.shape[0] != x_host.shape[0]:
+            raise UnsupportedGraphError(
+                f"output {self.output_name!r} has shape {tuple(output.shape)}, with no batch axis matching the "
+                f"input's {x_host.shape[0]} samples; onnxlrp explains outputs shaped (N, ...): choose another output "
+                "with output_name= (`onnxlrp inspect` lists them)")
         if not bool(xp.isfinite(output).all()):
             raise NonFiniteError(f"the model's output {self.output_name!r} contains NaN or inf for this input")
         return values, output

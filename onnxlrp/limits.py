@@ -1,0 +1,75 @@
+"""What onnxlrp refuses to read, and how to raise the limits.
+
+Every file a user names is checked before it is opened: it must be a regular file (a FIFO, device or socket would
+block or never end) no larger than the limit for its kind. Each limit can be raised with an environment variable:
+
+===========  ==============================  =================
+kind         environment variable            default
+===========  ==============================  =================
+model        ``ONNXLRP_MAX_MODEL_BYTES``     2 GiB (protobuf's own limit; larger models keep weights in
+                                             external data files, each checked as ``external``)
+external     ``ONNXLRP_MAX_EXTERNAL_BYTES``  64 GiB
+array        ``ONNXLRP_MAX_ARRAY_BYTES``     4 GiB
+image        ``ONNXLRP_MAX_IMAGE_BYTES``     256 MiB
+labels       ``ONNXLRP_MAX_LABELS_BYTES``    16 MiB
+tokenizer    ``ONNXLRP_MAX_TOKENIZER_BYTES`` 256 MiB
+===========  ==============================  =================
+"""
+from __future__ import annotations
+
+import os
+import stat
+
+from .errors import OnnxLrpError
+
+GIB = 1 << 30
+MIB = 1 << 20
+
+#: kind -> (environment variable, default limit in bytes)
+FILE_LIMITS = {
+    "model": ("ONNXLRP_MAX_MODEL_BYTES", 2 * GIB),
+    "external": ("ONNXLRP_MAX_EXTERNAL_BYTES", 64 * GIB),
+    "array": ("ONNXLRP_MAX_ARRAY_BYTES", 4 * GIB),
+    "image": ("ONNXLRP_MAX_IMAGE_BYTES", 256 * MIB),
+    "labels": ("ONNXLRP_MAX_LABELS_BYTES", 16 * MIB),
+    "tokenizer": ("ONNXLRP_MAX_TOKENIZER_BYTES", 256 * MIB),
+}
+
+
+def file_limit(kind: str) -> int:
+    """The size limit in bytes for ``kind`` (its environment variable, if set to a positive integer)."""
+    variable, default = FILE_LIMITS[kind]
+    value = os.environ.get(variable, "")
+    return int(value) if value.isdigit() and int(value) > 0 else default
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", GIB), ("MiB", MIB), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def check_file(path, kind: str, error: type[OnnxLrpError], what: str | None = None) -> str:
+    """``path`` as a string if it names a regular file within the size limit for ``kind``; otherwise ``error`` with
+    one line saying why (missing, a folder, a FIFO/device/socket, too large and how to raise the limit)."""
+    what = what or f"{kind} file"
+    try:
+        text = os.fspath(path)
+        info = os.stat(text)
+    except FileNotFoundError:
+        raise error(f"{what} {str(path)!r} does not exist") from None
+    except (TypeError, ValueError) as exc:  # not a path, or a NUL byte in it
+        raise error(f"{what} {str(path)!r} is not a usable path: {exc}") from None
+    except OSError as exc:
+        raise error(f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise error(f"{what} {text!r} is a directory, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{what} {text!r} is not a regular file (a FIFO, device or socket); refusing to read it")
+    limit = file_limit(kind)
+    if info.st_size > limit:
+        variable = FILE_LIMITS[kind][0]
+        raise error(f"{what} {text!r} is {_size(info.st_size)}, over the {_size(limit)} limit for {kind} files; set "
+                    f"{variable} (bytes) to raise it")
+    return text
