@@ -76,6 +76,12 @@ class InputDtypeError(OnnxLrpError, TypeError):
     exit_code = 7
 
 
+class MemoryBudgetError(OnnxLrpError, MemoryError):
+    """The planned memory of a pass exceeds the memory budget (checked before anything is allocated)."""
+
+    exit_code = 7
+
+
 class TargetError(OnnxLrpError, ValueError):
     """The explained class is outside the output's range or has the wrong form."""
 
@@ -175,7 +181,7 @@ EXIT_CODES: dict[int, str] = {
        "nodes are listed; `onnxlrp inspect` shows every op's status.",
     6: "several inputs/outputs and none chosen, an unknown name (`--input-name`, `--output-name`), or no token "
        "embedding found in a text model",
-    7: "array of the wrong shape or dtype",
+    7: "array of the wrong shape or dtype, or an input too large for the memory budget",
     8: "target out of range, or not a class or label",
     9: "unknown method or parameter (the valid ones are listed), or a rule that cannot apply to a node",
     10: "NaN or inf in the input, the model's output or the relevance",

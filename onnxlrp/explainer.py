@@ -48,14 +48,19 @@ class Explainer:
     dtype : {"float32", "float64"}
         Compute precision. ``float64`` is float64 end to end: the forward pass of the relevance path is recomputed
         by the kernels in float64 (onnxruntime lacks double kernels for several ops).
+    memory_budget : int, optional
+        Bytes one pass may plan to use (default ``ONNXLRP_MEMORY_BUDGET`` or half the available memory): a larger
+        input is refused before anything is allocated, and multi-pass methods (integrated gradients, SmoothGrad)
+        batch their passes to fit.
 
     The engine is :attr:`session`; :attr:`path`, :attr:`kernels`, :attr:`categories` and the names are its views.
     """
 
     def __init__(self, model, input_name: str | None = None, output_name: str | None = None, device: str = "cpu",
-                 dtype: str = "float32", explain_softmax: bool = False, check: bool = True):
+                 dtype: str = "float32", explain_softmax: bool = False, check: bool = True,
+                 memory_budget: int | None = None):
         self.session = Session(model, input_name, output_name, device=device, dtype=dtype,
-                               explain_softmax=explain_softmax, check=check)
+                               explain_softmax=explain_softmax, check=check, memory_budget=memory_budget)
 
     # ------------------------------------------------------------------------------------------ description
     input_name = property(lambda self: self.session.input_name)
@@ -132,8 +137,8 @@ def explain(model, x, method: str = "epsilon_plus_flat", target=None, **kwargs) 
     Keyword arguments accepted by :class:`Explainer` (``input_name``, ``output_name``, ``device``, ``dtype``,
     ``explain_softmax``) go to it; the rest to :meth:`Explainer.explain`.
     """
-    ctor = {k: kwargs.pop(k) for k in ("input_name", "output_name", "device", "dtype", "explain_softmax", "check")
-            if k in kwargs}
+    ctor = {k: kwargs.pop(k) for k in ("input_name", "output_name", "device", "dtype", "explain_softmax", "check",
+                                       "memory_budget") if k in kwargs}
     return Explainer(model, **ctor).explain(x, method=method, target=target, **kwargs)
 
 

@@ -73,3 +73,34 @@ def check_file(path, kind: str, error: type[OnnxLrpError], what: str | None = No
         raise error(f"{what} {text!r} is {_size(info.st_size)}, over the {_size(limit)} limit for {kind} files; set "
                     f"{variable} (bytes) to raise it")
     return text
+
+
+# ---------------------------------------------------------------------------------------------- memory
+
+#: the share of the machine's available memory one explanation may plan to use, unless ONNXLRP_MEMORY_BUDGET is set
+MEMORY_SHARE = 0.5
+#: peak memory of one pass relative to the forward values it keeps (relevance per tensor, kernel temporaries)
+PASS_OVERHEAD = 3
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (``MemAvailable`` in ``/proc/meminfo``; 8 GiB where that is unreadable)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 8 * GIB
+
+
+def memory_budget(budget: int | None = None) -> int:
+    """Bytes one explanation may plan to use: ``budget`` if given, else ``ONNXLRP_MEMORY_BUDGET`` (bytes), else
+    half the available memory."""
+    if budget is not None:
+        return int(budget)
+    value = os.environ.get("ONNXLRP_MEMORY_BUDGET", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return int(available_memory() * MEMORY_SHARE)

@@ -197,3 +197,25 @@ def test_a_scalar_output_is_refused_with_the_reason():
     model = make_model([helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)], [("x", [3])], [("y", [])])
     with pytest.raises(errors.UnsupportedGraphError, match=r"output 'y' has shape \(\), with no batch axis"):
         onnxlrp.Explainer(model).explain(np.ones(3, np.float32))
+
+
+def test_a_pass_over_the_memory_budget_is_refused_before_it_starts():
+    ex = onnxlrp.Explainer(relu_cnn(), memory_budget=20_000)
+    planned = ex.session.plan_bytes((1, 2, 8, 8))
+    assert 0 < planned < 20_000 < ex.session.plan_bytes((64, 2, 8, 8))
+    with pytest.raises(errors.MemoryBudgetError, match=r"input of shape \(64, 2, 8, 8\) would need about"):
+        ex.explain(np.ones((64, 2, 8, 8), np.float32))
+    assert ex.explain(np.ones((1, 2, 8, 8), np.float32)).relevance.shape == (1, 2, 8, 8)
+
+
+def test_multi_pass_methods_chunk_to_the_budget_with_the_same_result():
+    x = np.random.default_rng(2).normal(size=(3, 2, 8, 8))
+    model = relu_cnn()
+    whole = onnxlrp.Explainer(model, dtype="float64").explain(x, "integrated_gradients", steps=8)
+    per_sample = onnxlrp.Session(model, dtype="float64").plan_bytes((1, 2, 8, 8))
+    budget = 7 * per_sample  # two copies of the 3-sample batch fit, three do not
+    tight = onnxlrp.Explainer(model, dtype="float64", memory_budget=budget)
+    chunks = tight.session.chunks(8 * 3, None, 3, x.shape)
+    assert [len(c) for c in chunks] == [6, 6, 6, 6]
+    np.testing.assert_allclose(tight.explain(x, "integrated_gradients", steps=8).relevance, whole.relevance,
+                               rtol=1e-12, atol=1e-14)

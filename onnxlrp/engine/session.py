@@ -18,14 +18,18 @@ array module (numpy, or CuPy on ``cuda``), taking only values off the path from 
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+import onnx
 
+from .. import limits
 from ..errors import (
+    MemoryBudgetError,
     InputDtypeError,
     InputShapeError,
     MethodError,
@@ -65,7 +69,8 @@ class Session:
     """
 
     def __init__(self, model, input_name: str | None = None, output_name: str | None = None, *, device: str = "cpu",
-                 dtype: str = "float32", explain_softmax: bool = False, check: bool = True):
+                 dtype: str = "float32", explain_softmax: bool = False, check: bool = True,
+                 memory_budget: int | None = None):
         if dtype not in DTYPES:
             raise MethodError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
         registry.load_builtin_kernels()
@@ -92,6 +97,9 @@ class Session:
             {n.name: kernels[n.name].node_category(n, self.path.varying) for n in self.path.nodes})
         self._constants: dict[str, Any] = {}
         self._runner = None
+        #: bytes one pass may plan to use (``ONNXLRP_MEMORY_BUDGET``, default half the available memory)
+        self.memory_budget = limits.memory_budget(memory_budget)
+        self._plans: dict[tuple, int | None] = {}
 
     # ------------------------------------------------------------------------------------------ read-only views
     @property
@@ -152,13 +160,49 @@ class Session:
         """A tensor's forward value from ``values``, else the constant of that name."""
         return values[name] if name in values else self.constant(name)
 
-    def chunks(self, total: int, internal_batch_size, per: int) -> list[range]:
-        """Index ranges covering ``total`` rows in batches of a multiple of ``per`` rows (``internal_batch_size``,
-        default all at once), or of the model's fixed batch size."""
+    def chunks(self, total: int, internal_batch_size, per: int, sample_shape: tuple | None = None) -> list[range]:
+        """Index ranges covering ``total`` rows in batches of a multiple of ``per`` rows, or of the model's fixed
+        batch size. The batch is ``internal_batch_size`` when given, else as large as the memory budget allows for
+        samples shaped ``sample_shape`` (all at once when that is unknown)."""
         static = self.input_shape[0] if self.input_shape else None
-        size = internal_batch_size or (static if static else total)
-        size = max(per, (int(size) // per) * per) if static is None else static
+        if static:
+            size = static
+        else:
+            size = internal_batch_size or self._rows_within_budget(sample_shape, total)
+            size = max(per, (int(size) // per) * per)
         return [range(i, min(total, i + size)) for i in range(0, total, size)]
+
+    def plan_bytes(self, shape: tuple) -> int | None:
+        """Planned peak bytes of one pass on an input of ``shape``: the tensors the kernels read, from the model's
+        shapes inferred for that input, times :data:`onnxlrp.limits.PASS_OVERHEAD`; ``None`` when shape inference
+        cannot tell."""
+        shape = tuple(int(d) for d in shape)
+        if shape not in self._plans:
+            sizes = infer_sizes(self.graph, self.input_name, shape)
+            if sizes is None:
+                self._plans[shape] = None
+            else:
+                wanted = set(self._needed()) | {t for n in self.path.nodes for t in n.outputs if t}
+                elements = math.prod(shape) + sum(sizes.get(t, 0) for t in wanted)
+                self._plans[shape] = elements * self.dtype.itemsize * limits.PASS_OVERHEAD
+        return self._plans[shape]
+
+    def check_budget(self, shape: tuple) -> None:
+        """Refuse a pass whose planned memory exceeds the budget, before allocating anything."""
+        planned = self.plan_bytes(shape)
+        if planned is not None and planned > self.memory_budget:
+            raise MemoryBudgetError(
+                f"explaining an input of shape {tuple(shape)} would need about {_gib(planned)} (budget "
+                f"{_gib(self.memory_budget)}); use a smaller batch or input size, or raise the budget "
+                "(memory_budget=, --memory-budget, ONNXLRP_MEMORY_BUDGET)")
+
+    def _rows_within_budget(self, sample_shape, total: int) -> int:
+        if sample_shape is None:
+            return total
+        planned = self.plan_bytes((1, *tuple(sample_shape)[1:]))
+        if not planned:
+            return total
+        return max(1, min(total, self.memory_budget // planned))
 
     # ------------------------------------------------------------------------------------------ validation
     def validate_input(self, x):
@@ -208,6 +252,7 @@ class Session:
     def forward(self, x, feeds: Mapping | None = None) -> tuple[dict, Any]:
         """``(values, output)``: backend arrays of every tensor the kernels read, and the explained output."""
         feeds = dict(feeds or {})
+        self.check_budget(tuple(x.shape))
         x_host = np.asarray(to_numpy(x), dtype=self.dtype if self.dtype == np.float64 else self.input_dtype)
         all_feeds = {self.input_name: x_host, **feeds}
         values = self._forward_runner(all_feeds).run(all_feeds)
@@ -336,6 +381,44 @@ class Session:
             else:
                 self._runner = OrtRunner(self.graph, self._needed(), device=self.device)
         return self._runner
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def infer_sizes(graph: Graph, input_name: str, shape: tuple) -> dict[str, int] | None:
+    """``tensor -> element count`` for every tensor whose shape ONNX shape inference derives when ``input_name``
+    has ``shape`` (symbolic dimensions of other inputs stay unknown); ``None`` when inference fails."""
+    source = graph.model
+    model = onnx.ModelProto(ir_version=source.ir_version, opset_import=source.opset_import)
+    model.graph.node.extend(source.graph.node)
+    model.graph.input.extend(source.graph.input)
+    model.graph.output.extend(source.graph.output)
+    declared = {v.name for v in source.graph.input}
+    for tensor in source.graph.initializer:  # large weights become typed inputs: their values never matter here
+        if math.prod(tensor.dims) <= 4096:
+            model.graph.initializer.append(tensor)
+        elif tensor.name not in declared:
+            model.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+    for value in model.graph.input:
+        if value.name == input_name:
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) != len(shape):
+                return None
+            for dim, size in zip(dims, shape):
+                dim.Clear()
+                dim.dim_value = size
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # custom domains, shapes inference cannot follow: no plan
+        return None
+    sizes = {}
+    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if value.type.HasField("tensor_type") and all(d.HasField("dim_value") for d in dims):
+            sizes[value.name] = math.prod(d.dim_value for d in dims)
+    return sizes
 
 
 def _choose(kind: str, name: str | None, names: list[str], extra: set[str] = frozenset()) -> str:

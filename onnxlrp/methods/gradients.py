@@ -65,7 +65,7 @@ def _integrated_gradients(session, x, feeds, target, params, options):
     baseline = xp.zeros_like(x) if baseline is None else _broadcast(xp, baseline, x, "baseline")
     alphas, weights = integration_points(int(params["steps"]), params["integration"])
     total = xp.zeros_like(x)
-    for chunk in session.chunks(len(alphas) * x.shape[0], params["internal_batch_size"], x.shape[0]):
+    for chunk in session.chunks(len(alphas) * x.shape[0], params["internal_batch_size"], x.shape[0], x.shape):
         ks = sorted({i // x.shape[0] for i in chunk})
         batch = xp.concatenate([baseline + float(alphas[k]) * (x - baseline) for k in ks])
         grads = _gradient(session, batch, _tile(feeds, len(ks)), np.tile(targets, len(ks)), {}).relevance
@@ -102,7 +102,7 @@ def _smoothgrad(session, x, feeds, target, params, options):
         raise MethodError(f"samples must be at least 1; got {samples}")
     noise = smoothgrad_noise(session.host(x), float(params["noise_level"]), samples, params["random_state"])
     total = xp.zeros_like(x)
-    for chunk in session.chunks(samples * x.shape[0], params["internal_batch_size"], x.shape[0]):
+    for chunk in session.chunks(samples * x.shape[0], params["internal_batch_size"], x.shape[0], x.shape):
         ks = sorted({i // x.shape[0] for i in chunk})
         batch = xp.concatenate([x + xp.asarray(noise[k], dtype=x.dtype) for k in ks])
         grads = _gradient(session, batch, _tile(feeds, len(ks)), np.tile(targets, len(ks)), {}).relevance
