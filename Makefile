@@ -26,7 +26,7 @@ test: $(VENV)/.test browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-# Headless Chromium for the report rendering test (tests/test_report.py skips without it). Installed with apt
+# Headless Chromium for the report rendering test (tests/views/test_report.py skips without it). Installed with apt
 # when running as root; any failure here only means that one test is skipped.
 browser:
 	-@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || \

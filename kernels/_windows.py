@@ -51,6 +51,10 @@ def geometry(attrs, spatial, kernel, *, ceil_mode: bool = False) -> Geometry:
     else:
         pads = list(attrs.get("pads") or [0] * (2 * nd))  # NOTSET (or ""): explicit pads, optional, none if absent
         begin, end = pads[:nd], pads[nd:]
+    for name, values, size, low in (("kernel_shape", kernel, nd, 1), ("strides", strides, nd, 1),
+                                    ("dilations", dilations, nd, 1), ("pads", [*begin, *end], 2 * nd, 0)):
+        if len(values) != size or any(int(v) < low for v in values):  # the window views below trust these
+            raise ValueError(f"{name} {list(values)} does not fit {nd} spatial axes (each at least {low})")
     out, overhang = [], []
     for s, b, e, sp, st in zip(spatial, begin, end, span, strides):
         extent = s + b + e - sp
@@ -60,6 +64,8 @@ def geometry(attrs, spatial, kernel, *, ceil_mode: bool = False) -> Geometry:
                 o -= 1
         else:
             o = extent // st + 1
+        if o < 1:
+            raise ValueError(f"a window of {sp} with pads {b}, {e} does not fit a spatial axis of {s}")
         out.append(o)
         overhang.append(max(0, (o - 1) * st + sp - (s + b + e)))
     return Geometry(tuple(spatial), tuple(kernel), strides, dilations, tuple(begin), tuple(end), tuple(out),

@@ -11,7 +11,10 @@ from onnxlrp.engine.registry import register_kernel
 
 
 def _ints(value) -> list[int]:
-    return [int(v) for v in np.asarray(value).reshape(-1).tolist()]
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu":  # shapes, axes, pads, starts are int64 tensors in ONNX
+        raise ValueError(f"an integer tensor (shape, axes, pads) is of dtype {array.dtype}")
+    return [int(v) for v in array.reshape(-1).tolist()]
 
 
 def _host(value):

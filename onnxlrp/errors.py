@@ -186,13 +186,15 @@ EXIT_CODES: dict[int, str] = {
     9: "unknown method or parameter (the valid ones are listed), or a rule that cannot apply to a node",
     10: "NaN or inf in the input, the model's output or the relevance",
     11: "GPU backend unavailable (CuPy or onnxruntime's CUDA provider missing)",
-    12: "image cannot be decoded",
+    12: "image cannot be decoded, or its header claims more pixels than the limit",
     13: "output folder not writable",
     14: "an initializer's external data lies outside the model's folder (refused)",
-    15: "input path missing, an empty folder, a file of another kind, an unreadable `.npy`",
-    16: "labels file missing, or its line count differs from the number of classes",
+    15: "input path missing, an empty folder, a file of another kind, not a regular file or over its size limit, "
+        "an unreadable or malformed `.npy`",
+    16: "labels file missing, not a regular file or over its size limit, or its line count differs from the number "
+        "of classes",
     17: "optional dependency missing (`tokenizers` for `explain-text`)",
-    18: "tokenizer file missing or unreadable",
+    18: "tokenizer file missing, not a regular file, over its size limit or unreadable",
     INTERRUPTED_EXIT: "interrupted (Ctrl-C); files already written are complete",
 }
 

@@ -36,24 +36,9 @@ class Explanation:
 class Explainer:
     """Explain an ONNX model's predictions.
 
-    Parameters
-    ----------
-    model : path, bytes or onnx.ModelProto
-        The model (never modified).
-    input_name, output_name : str, optional
-        The explained input and output; required when the model has several. A final Softmax/LogSoftmax is
-        skipped so the logits are explained, unless ``explain_softmax=True``.
-    device : {"cpu", "cuda"}
-        Where kernels run (numpy or CuPy) and onnxruntime's provider.
-    dtype : {"float32", "float64"}
-        Compute precision. ``float64`` is float64 end to end: the forward pass of the relevance path is recomputed
-        by the kernels in float64 (onnxruntime lacks double kernels for several ops).
-    memory_budget : int, optional
-        Bytes one pass may plan to use (default ``ONNXLRP_MEMORY_BUDGET`` or half the available memory): a larger
-        input is refused before anything is allocated, and multi-pass methods (integrated gradients, SmoothGrad)
-        batch their passes to fit.
-
-    The engine is :attr:`session`; :attr:`path`, :attr:`kernels`, :attr:`categories` and the names are its views.
+    The parameters (``model``, ``input_name``, ``output_name``, ``device``, ``dtype``, ``explain_softmax``, ``check``,
+    ``memory_budget``) are those of :class:`~onnxlrp.engine.session.Session`, which this facade opens once: the
+    engine is :attr:`session`, and :attr:`path`, :attr:`kernels`, :attr:`categories` and the names are its views.
     """
 
     def __init__(self, model, input_name: str | None = None, output_name: str | None = None, device: str = "cpu",

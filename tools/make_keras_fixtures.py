@@ -19,7 +19,7 @@ nothing folds away to a no-op) that exercises the tf2onnx idioms onnxlrp has to 
 It is exported twice, with ``opset=13`` and with the newest opset tf2onnx supports. Beside each model a reference
 ``.npz`` holds a random input batch ``x``, the target classes, and what TensorFlow computes for them in float64 (a
 float64 copy of the model with the same weights): the logits (the Softmax input) and the gradient of each sample's
-target logit with respect to ``x`` (``tf.GradientTape``). ``tests/test_exporters.py`` compares onnxlrp's gradient
+target logit with respect to ``x`` (``tf.GradientTape``). ``tests/peers/test_exporters.py`` compares onnxlrp's gradient
 against it. The versions used are written into ``models/fixtures/README.md``.
 """
 from __future__ import annotations
@@ -85,9 +85,9 @@ def randomise(model, rng: np.random.Generator) -> None:
 
 
 def main() -> int:
-    import tensorflow as tf
     import keras
     import onnx
+    import tensorflow as tf
     import tf2onnx
 
     rng = np.random.default_rng(SEED)

@@ -1,6 +1,6 @@
 """Export a torchvision ResNet-50 with random weights to ONNX, plus N random RGB test images.
 
-Used by ``tests/test_cli_resnet50.py`` (memory bound of ``onnxlrp explain`` over many inputs) and by hand::
+Used by ``tests/cli/test_cli_resnet50.py`` (memory bound of ``onnxlrp explain`` over many inputs) and by hand::
 
     .venv/bin/python tools/make_resnet50_fixture.py /tmp/r50 --images 16
     /usr/bin/time -v .venv/bin/onnxlrp explain /tmp/r50/resnet50.onnx /tmp/r50/images --batch-size 4 -o /tmp/r50/out

@@ -32,8 +32,6 @@ import shutil
 import sys
 import time
 
-import numpy as np
-
 LABELS = ["negative", "positive"]
 
 # training vocabulary ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ kernel registry (``onnxlrp.registered()``) and the method registry (``onnxlrp.me
     .venv/bin/python tools/support_table.py            # rewrite docs/supported-ops.md
     .venv/bin/python tools/support_table.py --check    # exit 1 when the committed file is out of date
 
-``tests/test_exporters.py::test_supported_ops_doc_is_current`` runs the check: registering a kernel or a method
+``tests/peers/test_exporters.py::test_supported_ops_doc_is_current`` runs the check: registering a kernel or a method
 without regenerating the file fails the test suite.
 """
 from __future__ import annotations

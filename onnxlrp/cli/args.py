@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import re
 import shutil
 import textwrap
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EXIT_CODES, MethodError, UsageError
+from ..limits import parse_bytes
 
 if TYPE_CHECKING:
     from ..methods.base import Method
@@ -49,10 +51,14 @@ def _scale(text: str) -> float:
     try:
         if "/" in text:
             num, den = text.split("/", 1)
-            return float(num) / float(den)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"invalid scale {text!r}; give a number such as 1/255 or 0.0039") from None
+            value = float(num) / float(den)
+        else:
+            value = float(text)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"invalid scale {text!r}; give a finite number such as 1/255 or 0.0039")
+    return value
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -63,7 +69,17 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"invalid number list {text!r}; give e.g. 0.5 or 0.485,0.456,0.406") from None
     if not values:
         raise argparse.ArgumentTypeError("empty number list")
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"invalid number list {text!r}; the numbers must be finite")
     return values
+
+
+def _bytes(text: str) -> int:
+    """``2G``, ``512M``, ``1000000`` (binary suffixes: K = 1024)."""
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -274,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = ex.add_argument_group("run")
     run.add_argument("--batch-size", type=_positive_int, default=16, help="inputs per batch (default 16); memory "
                      "use depends on this, not on the number of inputs")
+    run.add_argument("--memory-budget", type=_bytes, metavar="BYTES",
+                     help="memory one pass may plan to use, e.g. 2G or 512M (default ONNXLRP_MEMORY_BUDGET, else "
+                          "half the available memory); inputs that would need more are refused before decoding, "
+                          "batches are split to fit")
     run.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     run.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stdout")

@@ -1,25 +1,29 @@
 """``onnxlrp explain``: explain image or array inputs batch by batch and write the files :mod:`.outputs` describes,
-then ``summary.json`` and, with ``--report``, ``report.html``."""
+then ``summary.json`` and, with ``--report``, ``report.html``.
+
+Everything that can be checked without the model is checked before the output folder is made (paths, ``--size``
+against the pixel limit); every batch is checked against the memory budget before it is decoded."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
-import os
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from .. import limits
+from ..errors import ModelLoadError, UsageError
 from ..inputs import images
 from ..inputs.images import Preprocessing, format_shape
 from . import files as fileio
 from .args import ChosenMethod, resolve_methods, version
 from .inputs import (
     batches,
+    budget_runs,
+    check_labels_path,
     expand_inputs,
     load_sample,
     open_explainer,
@@ -34,17 +38,32 @@ from .progress import Progress
 
 def cmd_explain(args: argparse.Namespace) -> int:
     contrast = [] if args.contrast is None else [(None, "contrast", args.contrast)]  # to the methods that take it
-    methods = resolve_methods(args.method, args.sets, contrast)
+    # paths first (before the method registry loads onnx): regular files within their size limits
+    limits.check_file(args.model, "model", ModelLoadError, "model file")
+    if args.labels is not None:
+        check_labels_path(args.labels)
     files = expand_inputs(args.inputs)
-    created = not os.path.lexists(args.out)
-    out_dir = fileio.prepare_output_dir(args.out)  # before the model loads: fail fast on an unusable folder
+    _check_size(args.size)
+    methods = resolve_methods(args.method, args.sets, contrast)
+    # before the model loads: fail fast on an unusable folder
+    out_dir, created = fileio.make_output_dir(args.out)
     try:
         return _explain(args, methods, files, out_dir)
     except BaseException:
-        if created:  # do not leave an empty folder behind a failed run
-            with contextlib.suppress(OSError):
-                out_dir.rmdir()
+        fileio.remove_created(created)  # do not leave empty folders behind a failed run
         raise
+
+
+def _check_size(size) -> None:
+    """Refuse a ``--size`` whose images would exceed the image pixel limit."""
+    if size is None:
+        return
+    height, width = size
+    limit = limits.image_pixel_limit()
+    if height * width > limit:
+        raise UsageError(f"--size {height} {width} makes images of {height * width:,} pixels, over the limit of "
+                         f"{limit:,} pixels; choose a smaller --size (or set {limits.IMAGE_PIXELS[0]} to raise "
+                         f"the limit)")
 
 
 def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[tuple[Path, str]],
@@ -88,10 +107,12 @@ def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[
             report = HtmlReport(handle, title=f"onnxlrp: {Path(args.model).name}", meta=meta,
                                 methods=[(m.name, m.full) for m in methods], cmap=args.cmap)
         progress = stack.enter_context(Progress(len(items), "inputs", enabled=False if args.quiet else None))
-        for chunk in batches(items, batch_size):
-            loaded = [load_sample(item, prep, layout, input_dtype) for item in chunk]
+        for run in (run for chunk in batches(items, batch_size)
+                    for run in budget_runs(ex.session, chunk, prep, static_batch)):
+            # checked against the memory budget from the headers; decoded only now
+            loaded = [load_sample(item, prep, layout, input_dtype) for item in run]
             # images of a dynamic-size model may differ in size: run each same-shape run as its own batch
-            for group in same_shape_runs(list(zip(chunk, loaded))):
+            for group in same_shape_runs(list(zip(run, loaded))):
                 x = np.stack([sample for _, (sample, _) in group])
                 if static_batch is not None and len(x) < static_batch:
                     x = np.concatenate([x, np.repeat(x[-1:], static_batch - len(x), axis=0)])
@@ -120,6 +141,7 @@ def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[
             "inputs": summary_inputs,
             "report": "report.html" if args.report else None,
             "elapsed_s": round(time.monotonic() - t0, 3),
+            "warnings": log.summary() if (log := getattr(args, "warning_log", None)) is not None else [],
         }
         fileio.write_text(out_dir / "summary.json", json.dumps(jsonable(summary), indent=2) + "\n")
     if not args.quiet:

@@ -7,10 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import InputFileError, UsageError
+from .. import limits
+from ..errors import InputFileError, ModelLoadError, OutputDirError, TokenizerError, UsageError
 from . import files as fileio
 from .args import one_method
-from .inputs import read_labels, resolve_target
+from .inputs import check_labels_path, quiet_runtime, read_labels, resolve_target
 from .outputs import jsonable
 
 
@@ -19,14 +20,18 @@ def cmd_explain_text(args: argparse.Namespace) -> int:
     chosen = one_method(args, "explain-text")
     method, params = chosen.name, chosen.params
     texts = list(args.texts)
+    # every path is checked before anything is read: regular files within their size limits
+    limits.check_file(args.model, "model", ModelLoadError, "model file")
+    limits.check_file(args.tokenizer, "tokenizer", TokenizerError, "tokenizer file")
+    if args.labels is not None:
+        check_labels_path(args.labels)
+    if args.html is not None:
+        _check_html(args.html)
     if args.file:
-        try:
-            content = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputFileError(f"cannot read texts from {args.file!r}: {exc}") from exc
-        texts += [line for line in content.splitlines() if line.strip()]
+        texts += _read_texts(args.file)
     if not texts:
         raise UsageError("no text given: pass TEXT arguments or --file")
+    quiet_runtime(bool(args.debug))
     tx = textmod.TextExplainer(args.model, args.tokenizer, embedding=args.embedding, output_name=args.output_name,
                                max_length=args.max_length, dtype=args.dtype, device=args.device)
     shape = tx.explainer.output_shape
@@ -54,3 +59,30 @@ def cmd_explain_text(args: argparse.Namespace) -> int:
     if args.html:
         print(f"wrote {args.html}")
     return 0
+
+
+def _read_texts(name: str) -> list[str]:
+    """Non-blank lines of ``--file`` (``-``: standard input), at most the ``texts`` size limit."""
+    limit = limits.file_limit("texts")
+    path = None if name == "-" else limits.check_file(name, "texts", InputFileError, "texts file")
+    try:
+        if path is None:
+            content = sys.stdin.read(limit + 1)
+        else:
+            with open(path, "rb") as handle:
+                content = handle.read(limit + 1).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else (exc.strerror or str(exc))
+        raise InputFileError(f"cannot read texts from {name!r}: {reason}") from exc
+    if len(content) > limit:
+        raise InputFileError(f"texts from {name!r} are over the {limits.format_bytes(limit)} limit; set "
+                             f"{limits.FILE_LIMITS['texts'][0]} (bytes) to raise it")
+    return [line for line in content.splitlines() if line.strip()]
+
+
+def _check_html(name: str) -> None:
+    """``--html`` must name a file path (not empty, no NUL byte, not a folder)."""
+    if not name.strip() or "\0" in name:
+        raise UsageError(f"--html {name!r} is not a file name")
+    if Path(name).is_dir():
+        raise OutputDirError(f"cannot write {name!r}: it is a directory")

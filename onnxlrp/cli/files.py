@@ -14,29 +14,92 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from ..errors import OutputDirError
+from ..errors import OutputDirError, UsageError
 
 
 def _describe(exc: OSError) -> str:
     return exc.strerror or errno.errorcode.get(exc.errno or 0, type(exc).__name__)
 
 
-def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
-    """Create ``path`` if needed and prove it writable by creating and removing a probe file.
+def output_path(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """``path`` checked and with ``missing/..`` pairs removed, so that creating it makes no folder that is not
+    part of the result (``--out new/../out2`` must not leave ``new/`` behind). A ``..`` after a folder that exists
+    is kept as it is: that folder may be a symbolic link, whose ``..`` is not its lexical parent.
 
     Raises
     ------
+    UsageError
+        For an empty path (it would mean the current folder by accident) or one with a NUL byte.
+    """
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise UsageError(f"{option} is empty; name a folder (use {option} . for the current one)")
+    if "\0" in str(text):
+        raise UsageError(f"{option} {str(text)!r} contains a NUL byte")
+    parts: list[str] = []
+    for part in Path(text).parts:
+        if part == ".." and parts and parts[-1] not in ("..", os.sep) and not os.path.lexists(os.path.join(*parts)):
+            parts.pop()
+        else:
+            parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def make_output_dir(path: str | os.PathLike[str], option: str = "--out") -> tuple[Path, list[Path]]:
+    """:func:`prepare_output_dir`, also returning the folders it created, outermost first (for cleaning up after a
+    failed run)."""
+    out = output_path(path, option)
+    created: list[Path] = []
+    missing = [out, *out.parents]
+    missing = [p for p in missing if not os.path.lexists(p)][::-1]
+    if os.path.lexists(out) and not out.is_dir():
+        raise OutputDirError(f"output directory {str(out)!r} is not writable: a file of that name exists")
+    try:
+        for folder in missing:
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise
+                continue  # made by someone else meanwhile
+            created.append(folder)
+    except FileExistsError:
+        remove_created(created)
+        raise OutputDirError(f"output directory {str(out)!r} is not writable: a file of that name exists") from None
+    except OSError as exc:
+        remove_created(created)
+        raise OutputDirError(f"output directory {str(out)!r} is not writable: {_describe(exc)}") from exc
+    try:
+        _probe(out)
+    except OutputDirError:
+        remove_created(created)
+        raise
+    return out, created
+
+
+def remove_created(created: list[Path]) -> None:
+    """Remove the folders :func:`make_output_dir` created, innermost first, where they are still empty."""
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` if needed (:func:`output_path` first) and prove it writable by creating and removing a probe
+    file.
+
+    Raises
+    ------
+    UsageError
+        For an empty path or one with a NUL byte.
     OutputDirError
         When the folder cannot be created (a file is in the way, no permission, read-only file system) or a file
         cannot be created in it.
     """
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputDirError(f"output directory {str(out)!r} is not writable: a file of that name exists") from None
-    except OSError as exc:
-        raise OutputDirError(f"output directory {str(out)!r} is not writable: {_describe(exc)}") from exc
+    return make_output_dir(path)[0]
+
+
+def _probe(out: Path) -> None:
     if not out.is_dir():
         raise OutputDirError(f"output directory {str(out)!r} is not writable: it is not a directory")
     try:
@@ -45,7 +108,6 @@ def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
         os.unlink(probe)
     except OSError as exc:
         raise OutputDirError(f"output directory {str(out)!r} is not writable: {_describe(exc)}") from exc
-    return out
 
 
 @contextlib.contextmanager

@@ -1,8 +1,14 @@
 """Everything the commands read besides options: input files (images, ``.npy`` arrays, folders) planned into
-samples and loaded batch by batch, the labels file, the ``--target`` class, and the model itself."""
+samples and loaded batch by batch, the labels file, the ``--target`` class, and the model itself.
+
+Every path the user names is checked with :func:`onnxlrp.limits.check_file` before it is opened (a regular file
+within its kind's size limit: never a FIFO, a device or a folder), and every batch is checked against the memory
+budget from the headers alone, before anything is decoded (:func:`budget_runs`)."""
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -11,29 +17,39 @@ from typing import Any
 
 import numpy as np
 
+from .. import limits
 from ..errors import (
-    ImageDecodeError,
     InputDtypeError,
     InputFileError,
     InputShapeError,
     LabelsError,
+    MemoryBudgetError,
     NameSelectionError,
     TargetError,
 )
-from ..inputs import images
+from ..inputs import arrays, images
 from ..inputs.images import Preprocessing, format_shape
 from ..views import imaging
-from .args import first_line
+
+
+def quiet_runtime(debug: bool) -> None:
+    """Keep onnxruntime's own log lines off stderr (its failures become one-line errors); ``--debug`` shows them."""
+    import onnxruntime as ort
+    ort.set_default_logger_severity(2 if debug else 4)
 
 
 def open_explainer(args: argparse.Namespace):
-    """The :class:`~onnxlrp.explainer.Explainer` for ``args.model`` with the chosen input, output, device and dtype."""
+    """The :class:`~onnxlrp.explainer.Explainer` for ``args.model`` with the chosen input, output, device, dtype
+    and memory budget."""
     from ..explainer import Explainer
+    quiet_runtime(bool(getattr(args, "debug", False)))
     kwargs: dict[str, Any] = {"input_name": args.input_name, "output_name": args.output_name}
     if getattr(args, "device", None):
         kwargs["device"] = args.device
     if getattr(args, "dtype", None):
         kwargs["dtype"] = args.dtype
+    if getattr(args, "memory_budget", None):
+        kwargs["memory_budget"] = args.memory_budget
     try:
         return Explainer(args.model, **kwargs)
     except NameSelectionError as exc:  # the engine speaks API (input_name=); say the CLI option instead
@@ -50,6 +66,7 @@ class Item:
     index: int | None
     name: str            # unique stem used for output file names
     shape: tuple | None  # sample shape for arrays (known up front), None for images
+    size: tuple | None = None  # (width, height) of an image, from its header
 
 
 def _safe_stem(text: str) -> str:
@@ -60,31 +77,47 @@ def _safe_stem(text: str) -> str:
 def expand_inputs(paths: Sequence[str]) -> list[tuple[Path, str]]:
     """Files and folders -> [(path, "image"|"array")], folders sorted by name, not recursive.
 
+    Every file is checked with :func:`onnxlrp.limits.check_file` (a regular file within the size limit of its
+    kind); a folder's entries that are not regular files (FIFOs, devices, sub-folders) are skipped.
+
     Raises
     ------
     InputFileError
-        For a missing path, a folder without images or arrays, or a file of another kind.
+        For a missing path, a folder without images or arrays, a file of another kind, a FIFO, device or socket,
+        or a file over its size limit.
     """
     found: list[tuple[Path, str]] = []
     for text in paths:
         p = Path(text)
-        if p.is_dir():
-            entries = sorted(e for e in p.iterdir() if e.is_file() and _kind(e) is not None)
+        if _is_dir(p):
+            try:
+                entries = sorted(e for e in p.iterdir() if _kind(e) is not None and e.is_file())
+            except OSError as exc:
+                raise InputFileError(f"input folder {text!r} cannot be read: {exc.strerror or exc}") from None
             if not entries:
                 raise InputFileError(f"input folder {text!r} has no images ({', '.join(images.IMAGE_SUFFIXES)}) "
                                      f"or .npy arrays")
-            found.extend((e, _kind(e)) for e in entries)  # type: ignore[misc]
-        elif p.is_file():
-            kind = _kind(p)
-            if kind is None:
-                raise InputFileError(f"input {text!r} is neither an image ({', '.join(images.IMAGE_SUFFIXES)}) "
-                                     f"nor a .npy array")
-            found.append((p, kind))
-        elif p.exists():
-            raise InputFileError(f"input {text!r} is not a regular file or folder")
-        else:
-            raise InputFileError(f"input {text!r} does not exist")
+            for entry in entries:
+                kind = _kind(entry)
+                limits.check_file(entry, kind, InputFileError, "input")  # type: ignore[arg-type]
+                found.append((entry, kind))  # type: ignore[arg-type]
+            continue
+        kind = _kind(p)
+        if kind is None:
+            if not p.is_file():  # missing, a FIFO, a device: say that
+                limits.check_file(p, "array", InputFileError, "input")
+            raise InputFileError(f"input {text!r} is neither an image ({', '.join(images.IMAGE_SUFFIXES)}) "
+                                 f"nor a .npy array")
+        limits.check_file(p, kind, InputFileError, "input")
+        found.append((p, kind))
     return found
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def _kind(path: Path) -> str | None:
@@ -96,25 +129,6 @@ def _kind(path: Path) -> str | None:
     return None
 
 
-def _open_array(path: Path) -> np.ndarray:
-    try:
-        with open(path, "rb") as handle:
-            magic = handle.read(6)
-    except OSError as exc:
-        raise InputFileError(f"cannot read array {str(path)!r}: {exc.strerror or exc}") from exc
-    if magic != b"\x93NUMPY":
-        raise InputFileError(f"cannot read array {str(path)!r}: not a .npy file (no NumPy header)")
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc) or "Python objects" in str(exc):
-            raise InputFileError(f"cannot read array {str(path)!r}: it holds Python objects, not numbers "
-                                 f"(onnxlrp never unpickles)") from exc
-        raise InputFileError(f"cannot read array {str(path)!r}: {first_line(exc)}") from exc
-    except (OSError, EOFError) as exc:
-        raise InputFileError(f"cannot read array {str(path)!r}: {first_line(exc)}") from exc
-
-
 def plan_items(files: Sequence[tuple[Path, str]], input_shape: tuple, input_dtype: np.dtype,
                input_name: str) -> list[Item]:
     """Check arrays' shapes and dtypes up front (headers only) and name every sample uniquely.
@@ -123,8 +137,11 @@ def plan_items(files: Sequence[tuple[Path, str]], input_shape: tuple, input_dtyp
     ------
     InputShapeError, InputDtypeError
         For an array that is neither one sample nor a batch of the model input, or not floating point.
+    InputFileError
+        For a malformed ``.npy`` header (:func:`onnxlrp.inputs.arrays.read_header`).
     ImageDecodeError
-        For an image file that is not an image (header check; a truncated body fails when it is decoded).
+        For an image file that is not an image, or whose header claims more pixels than the limit (header check; a
+        truncated body fails when it is decoded).
     """
     items: list[Item] = []
     used: set[str] = set()
@@ -140,10 +157,10 @@ def plan_items(files: Sequence[tuple[Path, str]], input_shape: tuple, input_dtyp
     sample_rank = len(input_shape) - 1
     for path, kind in files:
         if kind == "image":
-            _check_image_header(path)
-            items.append(Item(path, "image", None, unique(_safe_stem(path.stem)), None))
+            size = images.check_image(path)
+            items.append(Item(path, "image", None, unique(_safe_stem(path.stem)), None, size))
             continue
-        arr = _open_array(path)
+        arr = arrays.open_array(path)
         if np.dtype(input_dtype).kind == "f":
             if arr.dtype.kind != "f":
                 raise InputDtypeError(f"array {str(path)!r} has dtype {arr.dtype}, but the model input {input_name!r} "
@@ -170,28 +187,21 @@ def plan_items(files: Sequence[tuple[Path, str]], input_shape: tuple, input_dtyp
     return items
 
 
-def _check_image_header(path: Path) -> None:
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as img:
-            img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        reason = "not a format Pillow can decode" if isinstance(exc, UnidentifiedImageError) else first_line(exc)
-        raise ImageDecodeError(f"cannot decode image {str(path)!r}: {reason}") from exc
-
-
 def read_labels(path: str | None, classes: int | None) -> list[str] | None:
     """One label per line (trailing blank lines ignored); the count must match the model's classes.
 
     Raises
     ------
     LabelsError
-        When the file cannot be read or its line count differs from the number of classes.
+        When the path is not a regular file within the labels size limit (a FIFO, a device such as /dev/zero), the
+        file cannot be read, or its line count differs from the number of classes.
     """
     if path is None:
         return None
+    path = check_labels_path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as handle:  # read no more than the limit, whatever the file grew to since the check
+            text = handle.read(limits.file_limit("labels") + 1).decode("utf-8")
     except OSError as exc:
         raise LabelsError(f"cannot read labels file {path!r}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
@@ -200,6 +210,24 @@ def read_labels(path: str | None, classes: int | None) -> list[str] | None:
     if classes is not None and len(labels) != classes:
         raise LabelsError(f"labels file {path!r} has {len(labels)} lines but the model output has {classes} classes")
     return labels
+
+
+def check_labels_path(path: str) -> str:
+    """``path`` if it names a regular file within the labels size limit (never a FIFO or a device such as
+    ``/dev/zero``: those would block or never end).
+
+    Raises
+    ------
+    LabelsError
+        Saying why not.
+    """
+    try:
+        os.stat(path)
+    except FileNotFoundError as exc:
+        raise LabelsError(f"cannot read labels file {path!r}: {exc.strerror}") from None
+    except (OSError, ValueError, TypeError):
+        pass  # check_file says why
+    return limits.check_file(path, "labels", LabelsError, "labels file")
 
 
 def resolve_target(spec: str, labels: list[str] | None, classes: int | None, output_name: str) -> int | None:
@@ -238,7 +266,7 @@ def load_sample(item: Item, prep: Preprocessing | None, layout: str | None, dtyp
         assert prep is not None
         sample, picture = images.preprocess(images.load_image(item.source), prep)
         return sample.astype(dtype, copy=False), picture
-    arr = _open_array(item.source)
+    arr = arrays.open_array(item.source)
     sample = np.array(arr[item.index] if item.index is not None else arr, dtype=dtype)
     del arr
     return sample, imaging.array_picture(sample, layout)
@@ -255,3 +283,58 @@ def same_shape_runs(pairs: list) -> Iterator[list]:
     if run:
         yield run
 
+
+def sample_shape(item: Item, prep: Preprocessing | None) -> tuple[int, ...] | None:
+    """The shape one item will have as a model sample, from its header alone (``None`` when unknown)."""
+    if item.kind == "array":
+        return item.shape
+    if prep is None or item.size is None:
+        return None
+    height, width = (prep.height, prep.width) if prep.height is not None else (item.size[1], item.size[0])
+    return (prep.channels, height, width) if prep.layout == "NCHW" else (height, width, prep.channels)
+
+
+def budget_runs(session, chunk: list[Item], prep: Preprocessing | None,
+                static_batch: int | None) -> Iterator[list[Item]]:
+    """Split a batch into runs of consecutive items whose samples have one shape and together fit the memory
+    budget (``session.memory_budget``, planned with ``session.plan_bytes`` from the headers: nothing is decoded).
+
+    Raises
+    ------
+    MemoryBudgetError
+        When a single item (or the model's fixed batch) would exceed the budget; the message gives the estimate and
+        what lowers it.
+    """
+    run: list[Item] = []
+    shape: tuple | None = None
+    for item in chunk:
+        here = sample_shape(item, prep)
+        if run and here != shape:
+            yield from _fit(session, run, shape, static_batch)
+            run = []
+        run.append(item)
+        shape = here
+    if run:
+        yield from _fit(session, run, shape, static_batch)
+
+
+def _fit(session, run: list[Item], shape: tuple | None, static_batch: int | None) -> Iterator[list[Item]]:
+    if shape is None:
+        yield run
+        return
+    rows = static_batch or 1
+    planned = session.plan_bytes((rows, *shape))
+    if planned is None:  # shape inference cannot tell: count the input alone, in the compute dtype
+        planned = math.prod((rows, *shape)) * np.dtype(session.dtype).itemsize * limits.PASS_OVERHEAD
+    budget = session.memory_budget
+    if planned > budget:
+        what = f"a batch of {rows} (the model's fixed batch size)" if static_batch else "one input"
+        source = run[0].source if run[0].index is None else f"{run[0].source}[{run[0].index}]"
+        lower = ("use a smaller image or --size" if run[0].kind == "image" else "use a smaller array")
+        raise MemoryBudgetError(
+            f"{what} of shape {format_shape((rows, *shape))} ({str(source)!r}) would need about "
+            f"{limits.format_bytes(planned)}, over the memory budget of {limits.format_bytes(budget)}; {lower}, "
+            f"or raise --memory-budget (or ONNXLRP_MEMORY_BUDGET)")
+    per = static_batch or max(1, budget // planned)  # plans grow about linearly with the batch
+    for start in range(0, len(run), per):
+        yield run[start:start + per]

@@ -2,7 +2,9 @@
 
 ``main(argv) -> int`` runs in-process (tests call it directly); ``python -m onnxlrp`` and the ``onnxlrp`` script
 call it too. Every error onnxlrp raises on purpose prints one line, ``onnxlrp: error: <first line>``, to stderr and
-returns the error class's ``exit_code``; ``--debug`` re-raises it to show the traceback.
+returns the error class's ``exit_code``; ``--debug`` re-raises it to show the traceback. Warnings raised meanwhile
+are collected (:mod:`.warnlog`): a failed run prints only its error line, a successful one prints each distinct
+warning once, ``onnxlrp: warning: ...``, after it finished.
 
 Exit codes: :data:`onnxlrp.errors.EXIT_CODES` is the table (``onnxlrp --help`` prints it; the README's table is
 tested against it).
@@ -19,8 +21,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ..errors import INTERRUPTED_EXIT, OnnxLrpError, UnsupportedOpError
+from ..errors import INTERRUPTED_EXIT, MemoryBudgetError, OnnxLrpError, UnsupportedOpError
 from .args import PROG, build_parser, first_line
+from .warnlog import WarningLog
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,8 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parse(parser, argv)
     except SystemExit as exc:  # usage error (2) or --help/--version (0)
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    log = WarningLog(echo=bool(args.debug))
+    args.warning_log = log  # explain writes the warnings into summary.json
     try:
-        return int(args.func(args) or 0)
+        with log.capture():
+            status = int(args.func(args) or 0)
     except OnnxLrpError as exc:
         if args.debug:
             raise
@@ -53,12 +59,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+    except MemoryError:  # a plan the memory budget could not foresee
+        if args.debug:
+            raise
+        print(f"{PROG}: error: out of memory; lower --batch-size or the input size, or set a smaller "
+              f"--memory-budget", file=sys.stderr)
+        return MemoryBudgetError.exit_code
     except Exception as exc:  # noqa: BLE001 - a bug: one line, traceback with --debug
         if args.debug:
             raise
         print(f"{PROG}: internal error: {type(exc).__name__}: {first_line(exc)} (run with --debug for the "
               f"traceback and please report it)", file=sys.stderr)
         return 1
+    if not args.debug:  # with --debug they were printed as they came
+        for line in log.summary():
+            print(f"{PROG}: warning: {line}", file=sys.stderr)
+    return status
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:

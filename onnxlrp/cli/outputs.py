@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from ..views import imaging
 from . import files as fileio
 from .args import COLORMAPS
 from .inputs import Item
+from .warnlog import RunWarning
 
 # the parser lists the colour maps without importing numpy (onnxlrp.cli.args); they must be the ones drawn here
 assert tuple(imaging.colormap_names()) == COLORMAPS, "onnxlrp.cli.args.COLORMAPS is out of date"
@@ -76,6 +78,10 @@ def write_outputs(out_dir: Path, item: Item, i: int, picture: np.ndarray | None,
         out_logits = np.asarray(res.output[i], dtype=np.float64).reshape(-1)
         logit = float(out_logits[tgt]) if 0 <= tgt < out_logits.size else float("nan")
         rsum = float(rel.sum(dtype=np.float64))
+        if not np.any(rel):
+            warnings.warn(RunWarning(f"{item.name}: the {name} relevance is zero everywhere, so its heatmap is "
+                                     "blank (no relevance reached the input: check the target and the model)"),
+                          stacklevel=2)
         stem = f"{item.name}.{name}"
         files = {"relevance": f"{stem}.npy", "heatmap": f"{stem}.heatmap.png"}
         with fileio.atomic_write(out_dir / files["relevance"]) as fh:

@@ -88,8 +88,8 @@ def _fold_batchnorm(graph, nodes, constants, protected, log):
         if len(_consumers(nodes, bn.inputs[0])) != 1:
             continue
         stats = [_const(graph, constants, t) for t in bn.inputs[1:5]]
-        if any(s is None for s in stats):
-            continue
+        if any(s is None or s.ndim != 1 or s.dtype.kind not in "fiu" or s.shape != stats[0].shape for s in stats):
+            continue  # missing or malformed statistics: left to onnxruntime to refuse
         scale, beta, mean, var = (np.asarray(s, dtype=np.float64) for s in stats)
         s = scale / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
         folded = _fold_into(graph, constants, prev, s, beta, mean)
@@ -113,19 +113,27 @@ def _fold_into(graph, constants, prev: Node, s, beta, mean):
     bias = _const(graph, constants, bias_name)
     if weight is None or (bias_name and bias is None):
         return None
+    channels = s.shape[0]
+    if weight.dtype.kind not in "fiu" or weight.ndim < 2 or (bias is not None and (
+            bias.dtype.kind not in "fiu" or bias.size not in (1, channels))):
+        return None  # malformed parameters: left to onnxruntime to refuse
     weight = np.asarray(weight, dtype=np.float64)
     if prev.op_type == "Conv" and prev.domain == "":
-        if weight.shape[0] != s.shape[0]:
+        if weight.shape[0] != channels:
             return None
         new_w = weight * s.reshape((-1,) + (1,) * (weight.ndim - 1))
         op_type, domain, attrs, since = "Conv", "", prev.attrs, prev.since
     elif prev.op_type == "Gemm" and prev.domain == "" and not prev.attrs.get("transA", 0):
         w = float(prev.attrs.get("alpha", 1.0)) * (weight.T if prev.attrs.get("transB", 0) else weight)
-        if bias is not None:
-            bias = float(prev.attrs.get("beta", 1.0)) * np.broadcast_to(bias, (w.shape[1],))
+        if w.ndim != 2 or w.shape[1] != channels:
+            return None
+        if bias is not None:  # C may be (N,), (1, N) or a scalar
+            bias = float(prev.attrs.get("beta", 1.0)) * np.broadcast_to(bias.reshape(-1), (channels,))
         new_w = w * s.reshape(1, -1)
         op_type, domain, attrs, since = "Dense", "onnxlrp", {}, 1
     elif prev.op_type == "Dense" and prev.domain == "onnxlrp":
+        if weight.ndim != 2 or weight.shape[1] != channels:
+            return None
         new_w = weight * s.reshape(1, -1)
         op_type, domain, attrs, since = "Dense", "onnxlrp", {}, 1
     else:

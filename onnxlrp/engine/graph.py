@@ -10,16 +10,17 @@ import copy
 import functools
 import os
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import networkx as nx
 import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from ..limits import check_file
 from ..errors import ExternalDataError, ModelCheckError, ModelLoadError, UnsupportedGraphError, join_lines
+from ..limits import check_file
 
 INPUT_PREFIX = "input:"
 
@@ -105,7 +106,8 @@ def _load_external_data(proto: onnx.ModelProto, path: str) -> None:
         target = os.path.realpath(os.path.join(base, location))
         if os.path.isabs(location) or os.path.commonpath([target, os.path.realpath(base)]) != os.path.realpath(base):
             raise ExternalDataError(
-                f"initializer {tensor.name!r} points to external data {location!r} outside the model's folder {base!r}; "
+                f"initializer {tensor.name!r} points to external data {location!r} outside the model's folder "
+                f"{base!r}; "
                 "refusing to read it")
         check_file(target, "external", ModelLoadError, f"external data file for initializer {tensor.name!r},")
     if tensors:
@@ -226,6 +228,11 @@ class Graph:
         self._index()
         self.constants = self._fold_constants(proto)
         self.dag = self._build_dag()
+        late = next(((u, v) for u, v in self.dag.edges() if self.dag.nodes[u]["index"] > self.dag.nodes[v]["index"]),
+                    None)
+        if late is not None:  # onnxruntime sorts such a graph, but the path and the walk follow the file's order
+            raise ModelCheckError(f"node {late[1]!r} reads an output of node {late[0]!r}, which comes after it; the "
+                                  "nodes of an ONNX graph must be in topological order")
 
     def _index(self) -> None:
         self.node_by_name = {n.name: n for n in self.nodes}
@@ -236,7 +243,7 @@ class Graph:
                 if t:
                     self.consumers.setdefault(t, []).append(n)
 
-    def with_nodes(self, nodes: list[Node], extra_constants: Mapping[str, np.ndarray]) -> "Graph":
+    def with_nodes(self, nodes: list[Node], extra_constants: Mapping[str, np.ndarray]) -> Graph:
         """A copy of this graph with ``nodes`` replacing the node list (canonizer output) and extra constants."""
         other = copy.copy(self)
         other.nodes = list(nodes)
@@ -263,6 +270,13 @@ class Graph:
                               since=schema.since_version if schema else opset,
                               inputs=tuple(n.input), outputs=tuple(n.output),
                               attrs=parse_attributes(n, schema), index=k))
+            _check_node(nodes[-1], n, schema)
+        producers: dict[str, str] = {}
+        for node in nodes:  # what kernels and the path rely on even with check=False: one producer per tensor
+            for t in node.outputs:
+                if t and producers.setdefault(t, node.name) != node.name:
+                    raise ModelCheckError(f"tensor {t!r} is produced by two nodes, {producers[t]!r} and "
+                                          f"{node.name!r}; every tensor of an ONNX graph has one producer")
         return nodes
 
     def _fold_constants(self, proto: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -314,6 +328,27 @@ class Graph:
 def _is_shape_only(node: Node) -> bool:
     """Ops whose output depends on the input's shape only, never on its values."""
     return node.op_type in ("Shape", "Size") and node.domain == ""
+
+
+def _check_node(node: Node, proto: onnx.NodeProto, schema: onnx.defs.OpSchema | None) -> None:
+    """What the ONNX checker refuses and kernels rely on, checked even with ``check=False``: the node's input and
+    output counts fit its schema, every required attribute is set and every attribute has the schema's type."""
+    if schema is None:
+        return
+    problem = next((f"has attribute {a.name!r} of type {_ATTR_TYPES.get(a.type, a.type)}, but its schema takes "
+                    f"{_ATTR_TYPES.get(schema.attributes[a.name].type, '?')}" for a in proto.attribute
+                    if a.name in schema.attributes and a.type != schema.attributes[a.name].type), "")
+    for kind, count, low, high in (("inputs", len(node.inputs), schema.min_input, schema.max_input),
+                                   ("outputs", len(node.outputs), schema.min_output, schema.max_output)):
+        if not low <= count <= high and not problem:
+            problem = f"has {count} {kind}, but its schema takes {low}" + (f" to {high}" if high != low else "")
+    missing = sorted(a for a, spec in schema.attributes.items() if spec.required and a not in node.attrs)
+    problem = problem or (f"lacks its required attribute {missing[0]!r}" if missing else "")
+    if problem:
+        raise ModelCheckError(f"node {node.name!r} ({node.op_type}, opset version {node.since}) {problem}")
+
+
+_ATTR_TYPES = {v: k.lower() for k, v in onnx.AttributeProto.AttributeType.items()}
 
 
 def _schema(op_type: str, opset: int, domain: str) -> onnx.defs.OpSchema | None:

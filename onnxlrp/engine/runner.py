@@ -73,7 +73,8 @@ def run_failure(exc: BaseException, feeds: dict) -> str:
     if node is None:
         where = "while running the model"
     else:
-        where = f"at node {node.group(2)!r} ({node.group(1)})" if node.group(2) else f"at an unnamed {node.group(1)} node"
+        op, name = node.group(1), node.group(2)
+        where = f"at node {name!r} ({op})" if name else f"at an unnamed {op} node"
     return (f"onnxruntime failed {where}: {status[:300]} (inputs: {shapes}); the model is malformed or the input "
             "does not fit it (e.g. smaller than a pooling window)")
 
@@ -106,7 +107,8 @@ class KernelRunner:
             flags = tuple(bool(t) and t in self.varying for t in node.inputs)
             try:
                 outs = resolve(node).forward(Call(node=node, inputs=inputs, outputs=(), varying=flags, xp=xp))
-            except ValueError as exc:  # shapes that do not fit the node (numpy's reshape/broadcast errors)
+            except (ValueError, IndexError) as exc:  # shapes that do not fit the node (numpy's reshape/broadcast
+                # errors, an axis or a rank the tensor does not have)
                 shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in feeds.items())
                 raise ModelRunError(
                     f"the float64 forward pass failed at node {node.name!r} ({node.op_type}): {exc} (inputs: "
@@ -126,5 +128,9 @@ class KernelRunner:
         if name in values:
             return values[name]
         if name not in self._constants:
-            self._constants[name] = self._array(self.constants[name])
+            value = self.constants[name]
+            if value.dtype.kind not in "fiub":  # onnxruntime refuses such a model; this pass runs without it
+                raise ModelRunError(f"constant {name!r} has dtype {value.dtype}, which the float64 forward pass "
+                                    "cannot compute with; the model is malformed")
+            self._constants[name] = self._array(value)
         return self._constants[name]

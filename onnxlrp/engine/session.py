@@ -29,9 +29,9 @@ import onnx
 
 from .. import limits
 from ..errors import (
-    MemoryBudgetError,
     InputDtypeError,
     InputShapeError,
+    MemoryBudgetError,
     MethodError,
     NameSelectionError,
     NonFiniteError,
@@ -66,6 +66,10 @@ class Session:
         Compute precision (see the module docstring).
     check : bool
         Run the ONNX checker on the model.
+    memory_budget : int, optional
+        Bytes one pass may plan to use (default ``ONNXLRP_MEMORY_BUDGET`` or half the available memory): a larger
+        input is refused before anything is allocated (:meth:`check_budget`), and :meth:`chunks` sizes the batches
+        of multi-pass methods to fit.
     """
 
     def __init__(self, model, input_name: str | None = None, output_name: str | None = None, *, device: str = "cpu",
@@ -264,6 +268,9 @@ class Session:
                 f"output {self.output_name!r} has shape {tuple(output.shape)}, with no batch axis matching the "
                 f"input's {x_host.shape[0]} samples; onnxlrp explains outputs shaped (N, ...): choose another output "
                 "with output_name= (`onnxlrp inspect` lists them)")
+        if output.size == 0:
+            raise UnsupportedGraphError(f"output {self.output_name!r} has shape {tuple(output.shape)}, with no entry "
+                                        "to explain")
         if not bool(xp.isfinite(output).all()):
             raise NonFiniteError(f"the model's output {self.output_name!r} contains NaN or inf for this input")
         return values, output

@@ -7,16 +7,25 @@
       -> layout NCHW or NHWC                   # default read from the model's input shape
 
 Only numpy and Pillow are used, so the command line runs with the runtime dependencies alone.
+
+Every image is opened through :func:`open_image`, which refuses one whose header claims more pixels than
+:func:`onnxlrp.limits.image_pixel_limit` (``ONNXLRP_MAX_IMAGE_PIXELS``) before anything is decoded: a small file
+cannot make onnxlrp allocate gigabytes (a "decompression bomb").
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import re
+import struct
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .. import limits
 from ..errors import ImageDecodeError
 
 #: File name suffixes read as images (anything Pillow decodes would do; these are the ones we claim).
@@ -114,23 +123,93 @@ def resolve_preprocessing(input_shape: Sequence[int | None], *, size: Sequence[i
                          scale=float(1.0 / 255.0 if scale is None else scale), mean=mean_t, std=std_t)
 
 
+def _too_many_pixels(path, claim: str, limit: int) -> ImageDecodeError:
+    variable = limits.IMAGE_PIXELS[0]
+    return ImageDecodeError(f"cannot decode image {str(path)!r}: {claim}, over the limit of {limit:,} pixels "
+                            f"(a decompression bomb?); set {variable} to raise it")
+
+
+@contextlib.contextmanager
+def open_image(path: str | Path) -> Iterator[Image.Image]:
+    """``Image.open(path)`` with its header checked: the image is identified and its size known, nothing decoded.
+
+    Pillow's own decompression-bomb guard runs with onnxlrp's pixel limit while the file is opened (and while the
+    caller decodes inside the ``with`` block), so ``ONNXLRP_MAX_IMAGE_PIXELS`` can both lower and raise it.
+
+    Raises
+    ------
+    ImageDecodeError
+        When Pillow cannot identify the file, or its header claims more pixels than the limit.
+    """
+    limit = limits.image_pixel_limit()
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit  # Pillow raises above twice this; between the two the size check below refuses
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                img = Image.open(path)
+            except Image.DecompressionBombError as exc:
+                claimed = re.search(r"\((\d+) pixels\)", str(exc))
+                claim = f"its header claims {int(claimed.group(1)):,} pixels" if claimed else \
+                    "its header claims too many pixels"
+                raise _too_many_pixels(path, claim, limit) from exc
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, EOFError,
+                    MemoryError) as exc:
+                raise _decode_error(path, exc) from exc
+            with img:
+                width, height = img.size
+                if width * height > limit:
+                    raise _too_many_pixels(path, f"it is {width}x{height} = {width * height:,} pixels", limit)
+                try:
+                    yield img
+                except Image.DecompressionBombError as exc:
+                    raise _too_many_pixels(path, "a frame claims too many pixels", limit) from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _decode_error(path, exc: BaseException) -> ImageDecodeError:
+    reason = str(exc).strip().split("\n")[0] or type(exc).__name__
+    if isinstance(exc, UnidentifiedImageError):
+        reason = "not a format Pillow can decode"
+    elif isinstance(exc, MemoryError):
+        reason = "out of memory while decoding it"
+    return ImageDecodeError(f"cannot decode image {str(path)!r}: {reason}")
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image from its header, after Pillow's ``verify()`` (no pixels decoded).
+
+    Raises
+    ------
+    ImageDecodeError
+        As :func:`open_image`, or when the file's structure is broken.
+    """
+    with open_image(path) as img:
+        size = img.size
+        try:
+            img.verify()
+        except (OSError, SyntaxError, ValueError, TypeError, EOFError, IndexError, struct.error) as exc:
+            raise _decode_error(path, exc) from exc
+    return size
+
+
 def load_image(path: str | Path) -> Image.Image:
     """Decode an image file fully (a truncated file fails here, not later).
 
     Raises
     ------
     ImageDecodeError
-        When Pillow cannot identify or fully decode the file.
+        When Pillow cannot identify or fully decode the file, or it has more pixels than the limit.
     """
-    try:
-        with Image.open(path) as img:
+    with open_image(path) as img:
+        try:
             img.load()
             return img.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        reason = str(exc).split("\n")[0] or type(exc).__name__
-        if isinstance(exc, UnidentifiedImageError):
-            reason = "not a format Pillow can decode"
-        raise ImageDecodeError(f"cannot decode image {str(path)!r}: {reason}") from exc
+        except (OSError, SyntaxError, ValueError, TypeError, EOFError, IndexError, MemoryError,
+                struct.error) as exc:
+            raise _decode_error(path, exc) from exc
 
 
 def to_display(img: Image.Image, channels: int) -> Image.Image:

@@ -27,7 +27,8 @@ class Param:
 
     ``kind``: ``number`` (finite real), ``integer``, ``bool``, ``choice`` (one of ``choices``), ``text`` (a
     non-empty string), ``numbers`` (a number or an array of numbers, broadcast against an input), ``classes`` (a
-    class index or one per sample; the range is checked against the output), ``names`` (parameter names, e.g. ``("bias",)``). ``optional``: ``None`` allowed (the default, meaning "not given").
+    class index or one per sample; the range is checked against the output), ``names`` (parameter names, e.g.
+    ``("bias",)``). ``optional``: ``None`` allowed (the default, meaning "not given").
     """
 
     kind: str

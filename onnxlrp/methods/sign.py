@@ -63,7 +63,7 @@ sees for a model fed preprocessed data. In a multi-stem network every stem's fir
 ``"same_as_layer"`` (signxai2's git PyTorch hooks: the input layer's denominator is stabilised with the layer ε,
 ``stdfactor·std(x)`` for std-x). signxai2 0.5.0 (PyPI) implements neither: its ``lrpsign_*_std_x`` and
 ``lrpz_*_std_x`` both run plain LRP-ε(1e-6) on every Conv/Linear with gradients elsewhere and a one-hot seed, whatever
-the std factor (see ``tests/test_sign.py``).
+the std factor (see ``tests/methods/test_sign.py``).
 """
 from __future__ import annotations
 

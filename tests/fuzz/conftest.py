@@ -1,0 +1,41 @@
+"""Hypothesis profiles for the fuzz suite.
+
+``default`` (what ``make test`` runs): few examples per test, derandomized (the same examples on every run, so CI is
+reproducible), the whole folder in well under 90 s on 2 cores. ``long`` (``ONNXLRP_FUZZ=long``, what ``make fuzz``
+runs): many more examples, still derandomized so a failure found there reproduces; ``ONNXLRP_FUZZ=random`` is the
+same budget with a fresh seed per run, to look further. ``ONNXLRP_FUZZ_EXAMPLES=N`` overrides the example count.
+
+Every example is also bounded in time by :func:`tests.fuzz.support.bounded` (a SIGALRM watchdog), and hypothesis's
+``deadline`` is a generous backstop on top of it.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from hypothesis import HealthCheck, Phase, settings
+
+#: examples per test (each test may scale this by its own weight, see ``support.examples``)
+DEFAULT_EXAMPLES = 40
+LONG_EXAMPLES = 1000
+
+_common = dict(
+    deadline=timedelta(seconds=30),
+    database=None,  # nothing written to .hypothesis/; a failure prints its example (and a reproduce blob)
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                           HealthCheck.function_scoped_fixture],
+)
+settings.register_profile("default", max_examples=DEFAULT_EXAMPLES, derandomize=True,
+                          phases=[Phase.explicit, Phase.generate, Phase.shrink], **_common)
+settings.register_profile("long", max_examples=LONG_EXAMPLES, derandomize=True, **_common)
+settings.register_profile("random", max_examples=LONG_EXAMPLES, derandomize=False, **_common)
+
+_profile = os.environ.get("ONNXLRP_FUZZ", "").strip().lower() or "default"
+if _profile not in ("default", "long", "random"):
+    raise ValueError(f"ONNXLRP_FUZZ must be 'long' or 'random' (or unset); got {_profile!r}")
+_count = os.environ.get("ONNXLRP_FUZZ_EXAMPLES", "")
+if _count.isdigit() and int(_count) > 0:
+    settings.register_profile(f"{_profile}-n", settings.get_profile(_profile), max_examples=int(_count))
+    _profile = f"{_profile}-n"
+settings.load_profile(_profile)

@@ -1,0 +1,110 @@
+"""What every fuzz example must end in, and the watchdog that keeps each one bounded.
+
+An example ends either with a result (finite relevance shaped like the input) or with an
+:class:`onnxlrp.errors.OnnxLrpError` whose ``exit_code`` is a documented code other than 1 (1 means a bug) and whose
+first line is a complete sentence. Anything else (a bare Python exception, a hang, a NaN/inf map) fails the test.
+"""
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import signal
+import sys
+import threading
+
+import numpy as np
+from hypothesis import settings
+
+from onnxlrp.errors import EXIT_CODES, OnnxLrpError
+
+#: seconds one example may run before the watchdog fails it (the models are tiny: a few ms each normally)
+EXAMPLE_SECONDS = 20
+#: seconds after which a process stuck in C code (where SIGALRM's Python handler cannot run) is killed, with every
+#: thread's traceback on stderr: a hung CI run is worse than a failed one
+HARD_SECONDS = 120
+
+
+def examples(weight: float = 1.0) -> int:
+    """The active profile's example count scaled by ``weight`` (at least 1)."""
+    return max(1, round(settings.default.max_examples * weight))
+
+
+class ExampleTimeout(AssertionError):
+    """An example ran longer than :data:`EXAMPLE_SECONDS` (a hang or an unbounded computation)."""
+
+
+@contextlib.contextmanager
+def bounded(seconds: float = EXAMPLE_SECONDS, what: str = "the example"):
+    """Fail with :class:`ExampleTimeout` when the body runs longer than ``seconds`` (SIGALRM on the main thread,
+    so it interrupts Python code, and onnxruntime/numpy as soon as they return to Python); a hard kill after
+    :data:`HARD_SECONDS` catches code that never returns."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise ExampleTimeout(f"{what} ran longer than {seconds} s (a hang or an unbounded computation)")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    faulthandler.dump_traceback_later(HARD_SECONDS, exit=True, file=sys.__stderr__)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        faulthandler.cancel_dump_traceback_later()
+
+
+_TRAILING = (":", ",", ";", "(", "[", "{", "-", " e.g.", " and", " or", " the", " of")
+
+
+def sentence_problem(line: str) -> str | None:
+    """Why ``line`` is not a complete sentence (``None`` when it is): empty, fewer than three words, or cut off
+    (ends in ``:``, ``,``, an open bracket, ``e.g.`` or ``the``). Brackets are not counted: onnxruntime's own
+    messages, which onnxlrp quotes, have unbalanced ones."""
+    text = line.strip()
+    if not text:
+        return "it is empty"
+    if len(text.split()) < 3:
+        return "it has fewer than three words"
+    if text.endswith(_TRAILING):
+        return "it ends mid-sentence"
+    return None
+
+
+def check_error(exc: BaseException) -> OnnxLrpError:
+    """``exc`` must be one of onnxlrp's errors with a documented, non-internal exit code and a one-sentence first
+    line; re-raised otherwise so hypothesis shows the traceback of the bug."""
+    if isinstance(exc, ExampleTimeout):
+        raise exc
+    if not isinstance(exc, OnnxLrpError):
+        raise AssertionError(f"a bare {type(exc).__name__} escaped instead of an onnxlrp error: {exc!r}") from exc
+    code = exc.exit_code
+    assert code in EXIT_CODES and code not in (0, 1), \
+        f"{type(exc).__name__} has exit code {code}, which is not a documented error code: {exc}"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    problem = sentence_problem(first)
+    assert problem is None, f"{type(exc).__name__}'s first line is not a complete sentence ({problem}): {first!r}"
+    return exc
+
+
+def outcome(call, what: str = "the example"):
+    """Run ``call()`` bounded in time: ``("ok", value)`` or ``("error", the onnxlrp error)``; anything else fails."""
+    try:
+        with bounded(what=what), np.errstate(all="ignore"):
+            return "ok", call()
+    except ExampleTimeout:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the point: every exception is judged
+        return "error", check_error(exc)
+
+
+def check_explanation(res, x) -> None:
+    """A returned explanation: relevance shaped like the input, finite (NaN/inf must have been a NonFiniteError),
+    with finite outputs and one target per sample."""
+    relevance = np.asarray(res.relevance)
+    assert relevance.shape == tuple(np.shape(x)), f"relevance shape {relevance.shape} != input shape {np.shape(x)}"
+    assert np.isfinite(relevance).all(), "a NaN/inf relevance map came back instead of a NonFiniteError"
+    assert np.isfinite(np.asarray(res.output)).all(), "a NaN/inf output came back instead of a NonFiniteError"
+    assert np.asarray(res.target).shape == (relevance.shape[0],), f"targets {res.target!r} for {relevance.shape[0]}"

@@ -1,0 +1,122 @@
+"""Rules against hand-derived golden vectors (ALGORITHMS.md Appendix A.1: one dense layer, float64) and their
+defining properties (limits, independence of x, conservation)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from onnxlrp.engine.graph import Graph
+from onnxlrp.engine.kernel import Call
+from onnxlrp.engine.registry import resolve
+from onnxlrp.lrp.rules import AlphaBeta, Epsilon, Flat, Gamma, StdxEpsilon, WSquare, ZBox, ZPlus
+from tests.helpers.onnx_builders import make_model
+
+W = np.array([[0.5, -1, 0.25, 2], [-0.75, 0.5, 1, -0.5], [1.5, 0.25, -2, 0.75]])
+B = np.array([0.1, -0.2, 0.05])
+X = np.array([[1, -0.5, 2, 0]], dtype=float)
+R_OUT = np.array([[1, -0.5, 2]], dtype=float)
+
+GOLDEN = [
+    (Epsilon(1e-6), [-0.383799, 0.565837, 2.169296, 0]),
+    (Epsilon(0.25), [-0.434534, 0.477813, 2.149748, 0]),
+    (ZPlus(), [2.247982, 0.312500, -0.187500, 0]),
+    (AlphaBeta(2, 1), [4.808465, 0.668560, -2.314393, 0]),
+    (Gamma(0.25), [-0.230928, 0.495309, 2.123925, 0]),
+    (ZBox(-1, 2), [1.633387, 0.439516, -0.180000, 0.607097]),
+    (WSquare(), [0.567509, 0.146604, 0.937144, 0.855650]),
+    (Flat(), [0.625, 0.625, 0.625, 0.625]),
+    (StdxEpsilon(0.1), [-0.409840, 0.527913, 2.173872, 0]),
+]
+
+
+def dense_call(x=X, w=W, b=B):
+    model = make_model([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], [("x", [1, 4])], [("y", [1, 3])],
+                       {"w": w.astype(np.float32), "b": b.astype(np.float32)})
+    node = Graph(model).nodes[0]
+    return resolve(node), Call(node, (np.asarray(x, float), np.asarray(w, float), np.asarray(b, float)), (),
+                               (True, False, False), np)
+
+
+@pytest.mark.parametrize("rule,expected", GOLDEN, ids=lambda v: v.describe() if hasattr(v, "describe") else "")
+def test_dense_golden_vectors(rule, expected):
+    kernel, call = dense_call()
+    r_in = rule.propagate(kernel, call, (R_OUT.astype(float),))[0]
+    np.testing.assert_allclose(r_in[0], expected, atol=1e-5)
+
+
+def test_gamma_limits():
+    """Gamma(0) equals Epsilon(stabilizer) where z != 0; Gamma(1e8) approaches z+ on outputs with z > 0."""
+    kernel, call = dense_call()
+    r = (R_OUT.astype(float),)
+    np.testing.assert_allclose(Gamma(0.0).propagate(kernel, call, r)[0], Epsilon(1e-6).propagate(kernel, call, r)[0],
+                               rtol=1e-9)
+    positive = (R_OUT * np.array([[1, 1, 0]]),)  # outputs 0, 1 have z > 0; output 2 has z < 0
+    np.testing.assert_allclose(Gamma(1e8).propagate(kernel, call, positive)[0],
+                               ZPlus().propagate(kernel, call, positive)[0], atol=1e-5)
+
+
+def test_flat_and_wsquare_do_not_depend_on_x():
+    k1, c1 = dense_call()
+    k2, c2 = dense_call(x=np.array([[3.0, 1.0, -2.0, 0.5]]))
+    for rule in (Flat(), WSquare()):
+        np.testing.assert_array_equal(rule.propagate(k1, c1, (R_OUT.astype(float),))[0],
+                                      rule.propagate(k2, c2, (R_OUT.astype(float),))[0])
+
+
+@pytest.mark.parametrize("rule", [Epsilon(1e-12), ZPlus(), AlphaBeta(2, 1), Gamma(0.5), ZBox(-1, 2), Flat(),
+                                  WSquare(zero_params=("bias",))], ids=lambda r: type(r).__name__)
+def test_bias_free_layer_conserves(rule):
+    kernel, call = dense_call(b=np.zeros(3), x=np.array([[1.0, 0.5, 2.0, 0.25]]))
+    r_in = rule.propagate(kernel, call, (R_OUT.astype(float),))[0]
+    assert r_in.sum() == pytest.approx(R_OUT.sum(), rel=1e-5)
+
+
+def test_alpha_beta_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="alpha - beta must equal 1"):
+        AlphaBeta(2, 2)
+    with pytest.raises(ValueError, match="non-negative"):
+        AlphaBeta(-1, -2)
+
+
+def test_zero_params_drops_the_bias():
+    kernel, call = dense_call()
+    with_bias = Epsilon(0.0).propagate(kernel, call, (R_OUT.astype(float),))[0]
+    no_bias = Epsilon(0.0, zero_params=("bias",)).propagate(kernel, call, (R_OUT.astype(float),))[0]
+    assert no_bias.sum() == pytest.approx(R_OUT.sum())
+    assert not np.allclose(with_bias, no_bias)
+
+
+def test_stdx_epsilon_is_finite_for_a_constant_input():
+    """std(x) = 0 gives eps = 0; an output with z = 0 then passes no relevance instead of NaN (ALGORITHMS 2.6)."""
+    kernel, call = dense_call(x=np.array([[1.0, 1.0, 1.0, 1.0]]), b=np.array([-1.75, 0.0, 0.0]))
+    r_in = StdxEpsilon(0.25).propagate(kernel, call, (R_OUT.astype(float),))[0]
+    assert np.isfinite(r_in).all()
+    expected = Epsilon(0.0).propagate(kernel, call, (R_OUT.astype(float),))[0]
+    np.testing.assert_allclose(r_in, expected)
+
+
+def test_stabilizer_sign_of_zero_is_positive():
+    """``z + ε·sgn0(z)`` with ``sgn0(0) = sgn0(−0.0) = +1`` (zennit), for a scalar and an array ε."""
+    from onnxlrp.lrp.rules import stabilize
+    z = np.array([-2.0, -0.0, 0.0, 3.0], dtype=np.float32)
+    np.testing.assert_array_equal(stabilize(np, z, 0.5), [-2.5, 0.5, 0.5, 3.5])
+    eps = np.array([[0.5], [1.0]])
+    np.testing.assert_array_equal(stabilize(np, np.stack([z, z]), eps), [[-2.5, 0.5, 0.5, 3.5], [-3, 1, 1, 4]])
+    assert stabilize(np, -0.0, 0.5) == 0.5
+
+
+@pytest.mark.parametrize("rule", [Epsilon(1e-6), Epsilon(0.25), StdxEpsilon(0.1), Epsilon(0.0, ("bias",))],
+                         ids=lambda r: r.describe())
+def test_epsilon_rules_reuse_the_forward_value_only_when_it_is_theirs(rule):
+    """The ε-rules take ``z`` from the forward pass (one GEMM saved) when their parameters are the layer's own, else
+    recompute it: a deliberately wrong forward value shows which was used."""
+    kernel, call = dense_call()
+    r = R_OUT.astype(float)
+    recomputed = rule.propagate(kernel, call, (r,))[0]
+    (z,) = kernel.forward(call)
+    given = Call(call.node, call.inputs, (z,), call.varying, np)
+    np.testing.assert_allclose(rule.propagate(kernel, given, (r,))[0], recomputed, rtol=1e-12)
+    wrong = Call(call.node, call.inputs, (2 * z,), call.varying, np)
+    changed = not np.allclose(rule.propagate(kernel, wrong, (r,))[0], recomputed)
+    assert changed == (rule.zero_params == ())
