@@ -2,6 +2,8 @@
 text; peers holds the comparisons with zennit, Captum and LXT; helpers the model builders and reference scripts)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -20,3 +22,39 @@ def rng():
 def digits_model() -> str:
     """The shipped example model (a small CNN on 32x32 digits)."""
     return str(DIGITS_MODEL)
+
+
+# ---------------------------------------------------------------------------------------------- CI rules
+#: heavy modules (peers on the same weights, exports, real pretrained models): `pytest -m "not slow"` skips them
+SLOW = ("tests/peers/", "tests/text/test_text_minilm.py", "tests/cli/test_cli_resnet50.py", "tests/methods/test_cam.py",
+        "tests/methods/test_sign.py", "tests/methods/test_clrp.py", "tests/methods/test_rap.py")
+#: in strict mode (``ONNXLRP_STRICT=1``, set by ``make test``) a skip is a failure unless its reason starts so:
+#: only what the platform cannot have (a FIFO, a GPU) may be skipped in CI
+ALLOWED_SKIP_PREFIX = "platform:"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        if path.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("ONNXLRP_STRICT") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    refused = []
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        if not reason.startswith(ALLOWED_SKIP_PREFIX):
+            refused.append(f"{report.nodeid}: {reason}")
+    if refused:
+        reporter.write_line("")
+        reporter.write_line(f"ONNXLRP_STRICT: {len(refused)} skip(s) are failures in CI (a missing peer, exporter or "
+                            "browser means the comparison did not run):", red=True)
+        for line in refused:
+            reporter.write_line(f"  {line}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
