@@ -330,11 +330,13 @@ def _fit(session, run: list[Item], shape: tuple | None, static_batch: int | None
     if planned > budget:
         what = f"a batch of {rows} (the model's fixed batch size)" if static_batch else "one input"
         source = run[0].source if run[0].index is None else f"{run[0].source}[{run[0].index}]"
-        lower = ("use a smaller image or --size" if run[0].kind == "image" else "use a smaller array")
+        free = any(d is None for d in tuple(session.input_shape)[1:])  # else the model fixes the input's size
+        lower = ("use a smaller image or --size, or " if run[0].kind == "image" else "use a smaller array, or ") \
+            if free else ""
         raise MemoryBudgetError(
             f"{what} of shape {format_shape((rows, *shape))} ({str(source)!r}) would need about "
-            f"{limits.format_bytes(planned)}, over the memory budget of {limits.format_bytes(budget)}; {lower}, "
-            f"or raise --memory-budget (or ONNXLRP_MEMORY_BUDGET)")
+            f"{limits.format_bytes(planned)}, over the memory budget of {limits.format_bytes(budget)}; {lower}"
+            f"raise --memory-budget (or ONNXLRP_MEMORY_BUDGET)")
     per = static_batch or max(1, budget // planned)  # plans grow about linearly with the batch
     for start in range(0, len(run), per):
         yield run[start:start + per]

@@ -19,7 +19,8 @@ def class_indices(value, n: int, classes: int, output_name: str, what: str, erro
     ``error(message)`` is raised otherwise (``what`` names the parameter: target, contrast)."""
     a = np.asarray(value)
     if a.dtype.kind not in "iu" or a.ndim > 1:
-        raise error(f"{what} must be an int or one int per sample; got {value!r}")
+        shown = " ".join(repr(value).split())  # one line: an array's repr spans several
+        raise error(f"{what} must be an int or one int per sample; got {shown[:80]}")
     a = np.broadcast_to(a, (n,)) if a.ndim == 0 else a
     if a.shape != (n,):
         raise error(f"{what} has {a.size} entries but the batch has {n} samples")

@@ -84,7 +84,8 @@ def parse_rule(spec) -> Rule:
             and isinstance(spec[1], Mapping):
         name, params = spec[0], dict(spec[1])
     else:
-        raise MethodError(f"a rule override must be a rule name, (name, {{params}}) or a Rule; got {spec!r}")
+        raise MethodError(f"a rule override must be a rule name, (name, {{params}}) or a Rule; got "
+                          f"{' '.join(repr(spec).split())[:80]}")
     if name not in RULES:
         raise MethodError(f"unknown rule {name!r}; rules are: {', '.join(sorted(RULES))}")
     try:
@@ -96,11 +97,11 @@ def parse_rule(spec) -> Rule:
 def apply_overrides(nodes, categories, rules: dict[str, Rule], overrides: Mapping | None) -> dict[str, Rule]:
     """Per-node overrides keyed by op type (``'Gemm'``) or a node-name glob (``'/features.0/*'``); the first
     matching key (in the mapping's order) wins. Each rule must apply to the node's category."""
-    if not overrides:
+    if overrides is None or (isinstance(overrides, (Mapping, list, tuple, str)) and not overrides):
         return rules
     if not isinstance(overrides, Mapping) or not all(isinstance(key, str) for key in overrides):
         raise MethodError(f"rules must map op types or node-name patterns to rules, e.g. {{'Gemm': 'epsilon'}}; "
-                          f"got {overrides!r}")
+                          f"got {' '.join(repr(overrides).split())[:80]}")
     parsed = [(key, parse_rule(spec)) for key, spec in overrides.items()]
     out = dict(rules)
     matched = {key: 0 for key, _ in parsed}

@@ -11,11 +11,12 @@ The pass itself (rules with the user's overrides → forward → targets → see
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, NamedTuple
 
 from ..errors import OnnxLrpError
 from ..lrp.assign import apply_overrides, check_applicable, lrp_rules
+from .params import PARAMS, check_params
 
 
 class Result(NamedTuple):
@@ -94,9 +95,13 @@ def with_overrides(session, rules: Mapping, overrides: Mapping | None, head=None
     """A method's rules with the user's ``overrides`` on top (on the path, or a spliced ``head``), each checked for
     applicability to its node's category."""
     nodes, categories = (session.path.nodes, session.categories) if head is None else (head.nodes, head.categories)
-    rules = apply_overrides(nodes, categories, dict(rules), overrides)
-    check_applicable(nodes, categories, rules)
-    return rules
+    assigned = apply_overrides(nodes, categories, dict(rules), overrides)
+    for name, rule in assigned.items():  # a rule's parameters are checked as the methods' are (epsilon >= 0, ...)
+        if rule is not rules.get(name) and is_dataclass(rule):
+            check_params(f"{type(rule).__name__} rule override",
+                         {f.name: getattr(rule, f.name) for f in fields(rule) if f.name in PARAMS})
+    check_applicable(nodes, categories, assigned)
+    return assigned
 
 
 def propagate_target(session, x, feeds, target, rules: Mapping, options: Mapping, mode: str | None = None) -> Result:

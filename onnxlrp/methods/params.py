@@ -75,7 +75,7 @@ def _fmt(x: float) -> str:
 
 
 def _error(method: str, name: str, param: Param, value: Any) -> MethodError:
-    shown = repr(value)
+    shown = " ".join(repr(value).split())  # one line: an array's repr spans several
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return MethodError(f"{name} must be {param.describe()}; got {shown} (a parameter of method {method!r})")
 

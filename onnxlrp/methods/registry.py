@@ -54,7 +54,7 @@ def resolve_method(name: str, params: Mapping[str, object]) -> tuple[Method, dic
     """The method and its full parameter dict (defaults filled, every value checked against its declared type and
     range in :data:`onnxlrp.methods.params.PARAMS`), with clear errors for unknown names."""
     if not isinstance(name, str):
-        raise MethodError(f"method must be a method name (a string); got {name!r}")
+        raise MethodError(f"method must be a method name (a string); got {' '.join(repr(name).split())[:80]}")
     method = find_method(name)
     if method is None:
         families = "".join(f"; or a name of the form {f.pattern}" for f in FAMILIES)

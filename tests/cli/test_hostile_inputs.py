@@ -88,7 +88,7 @@ def small_png(path: Path, size=(8, 8)) -> Path:
 
 def fifo(path: Path) -> Path:
     if not hasattr(os, "mkfifo"):
-        pytest.skip("no FIFOs on this platform")
+        pytest.skip("platform: no FIFOs (os.mkfifo)")
     os.mkfifo(path)
     return path
 
@@ -97,7 +97,7 @@ def fifo(path: Path) -> Path:
 @pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
 def test_labels_from_a_device_is_refused(capsys, tmp_path, device):
     if not os.path.exists(device):
-        pytest.skip(f"no {device}")
+        pytest.skip(f"platform: no {device}")
     line = expect(capsys, errors.LabelsError.exit_code, "explain", DIGITS, DIGIT_PNG, "--labels", device, "-q",
                   "--out", tmp_path / "out", match="not a regular file")
     assert device in line
@@ -117,7 +117,7 @@ def test_fifo_as_labels_input_or_model_is_refused(capsys, tmp_path):
 
 def test_model_on_dev_zero_is_refused(capsys, tmp_path):
     if not os.path.exists("/dev/zero"):
-        pytest.skip("no /dev/zero")
+        pytest.skip("platform: no /dev/zero")
     expect(capsys, 3, "explain", "/dev/zero", DIGIT_PNG, "-q", "--out", tmp_path / "out", match="/dev/zero")
     assert not (tmp_path / "out").exists()
 
