@@ -41,7 +41,7 @@ class GemmKernel(LinearKernel):
         weight = weight if alpha == 1.0 else alpha * weight
         bias = c if c is None or beta == 1.0 else beta * c
         trans_a = bool(a["transA"])
-        if call.inputs[0].ndim != 2:  # onnxruntime also takes a vector A, as (1, K): the kernels follow ONNX
+        if call.inputs[0] is not None and call.inputs[0].ndim != 2:  # onnxruntime also takes a vector A as (1, K)
             raise UnsupportedOpError(f"Gemm node {call.node.name!r} takes a 2-D input A; got shape "
                                      f"{tuple(call.inputs[0].shape)}")
 

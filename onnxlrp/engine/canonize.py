@@ -59,8 +59,9 @@ def _fuse_matmul_add(graph, nodes, constants, protected, log):
                 add = users[0]
                 other = add.inputs[1] if add.inputs[0] == n.outputs[0] else add.inputs[0]
                 bias = _const(graph, constants, other)
-                # skl2onnx writes the bias as (1, N)
-                if bias is not None and bias.squeeze().ndim <= 1 and bias.size in (1, weight.shape[1]):
+                # skl2onnx writes the bias as (1, N); a bias of higher rank or (N, 1) would change the Add's shape
+                if bias is not None and bias.ndim <= 2 and all(d == 1 for d in bias.shape[:-1]) \
+                        and bias.size in (1, weight.shape[1]):
                     name = f"{add.name}"
                     w_name, b_name = f"onnxlrp::{name}/weight", f"onnxlrp::{name}/bias"
                     constants[w_name] = weight

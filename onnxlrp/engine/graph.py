@@ -21,6 +21,7 @@ from onnx import numpy_helper, shape_inference
 
 from ..errors import ExternalDataError, ModelCheckError, ModelLoadError, UnsupportedGraphError, join_lines
 from ..limits import check_file
+from .control_flow import implicit_inputs, inline_fixed_ifs
 
 INPUT_PREFIX = "input:"
 
@@ -44,6 +45,8 @@ class Node:
     outputs: tuple[str, ...]
     attrs: Mapping[str, Any]
     index: int
+    #: outer-scope tensors the node's subgraphs read (``If``/``Loop``/``Scan``); they count as inputs for dependency
+    implicit: tuple[str, ...] = ()
 
     def __post_init__(self):
         defaults = schema_defaults(self.op_type, self.since, self.domain)
@@ -204,6 +207,9 @@ class Graph:
 
     def __init__(self, model: str | os.PathLike | bytes | onnx.ModelProto, *, check: bool = True):
         proto = load_model(model)
+        #: rewrites applied to the model itself (inlined ``If`` nodes), one line each
+        self.rewrites: list[str] = []
+        inline_fixed_ifs(proto, self.rewrites)
         if check:
             try:
                 onnx.checker.check_model(proto)
@@ -264,12 +270,15 @@ class Graph:
                 name = f"{base}_{suffix}"
             used[name] += 1
             domain = n.domain if n.domain not in ("ai.onnx",) else ""
+            if domain == "onnxlrp":  # kernels of this domain trust the attributes the canonizer sets
+                raise ModelCheckError(f"node {name!r} ({n.op_type}) is in the domain 'onnxlrp', which onnxlrp "
+                                      "reserves for the nodes it rewrites itself")
             opset = self.opsets.get(domain, 1)
             schema = _schema(n.op_type, opset, domain)
             nodes.append(Node(name=name, op_type=n.op_type, domain=domain,
                               since=schema.since_version if schema else opset,
                               inputs=tuple(n.input), outputs=tuple(n.output),
-                              attrs=parse_attributes(n, schema), index=k))
+                              attrs=parse_attributes(n, schema), index=k, implicit=implicit_inputs(n)))
             _check_node(nodes[-1], n, schema)
         producers: dict[str, str] = {}
         for node in nodes:  # what kernels and the path rely on even with check=False: one producer per tensor
@@ -286,7 +295,7 @@ class Graph:
                 value = _constant_value(n)
                 if value is not None:
                     consts[n.outputs[0]] = value
-            elif n.op_type == "Identity" and n.inputs[0] in consts:
+            elif n.op_type == "Identity" and n.domain == "" and n.inputs and n.inputs[0] in consts:
                 consts[n.outputs[0]] = consts[n.inputs[0]]
         return consts
 
@@ -305,6 +314,10 @@ class Graph:
                 if src_name not in dag:
                     continue
                 dag.add_edge(src_name, n.name, key=f"{t}#{port}", tensor=t, dst_port=port)
+            for t in n.implicit:  # read by a subgraph: an ordering edge, never a relevance port
+                src = self.producer.get(t)
+                if src is not None and src.name in dag:
+                    dag.add_edge(src.name, n.name, key=f"{t}#implicit", tensor=t, dst_port=-1)
         if not nx.is_directed_acyclic_graph(dag):
             raise UnsupportedGraphError("the model graph has a cycle; ONNX graphs must be acyclic")
         return dag
@@ -317,7 +330,7 @@ class Graph:
         """Tensor names whose value changes with graph input ``source`` (through any input port)."""
         varying = {source}
         for n in self.nodes:
-            if any(t in varying for t in n.inputs if t) and not _is_shape_only(n):
+            if any(t in varying for t in n.inputs + n.implicit if t) and not _is_shape_only(n):
                 varying.update(t for t in n.outputs if t)
         return varying
 
@@ -419,7 +432,10 @@ def relevance_path(graph: Graph, input_name: str, output_name: str, data_inputs)
         ports = data_inputs(node, varying)
         if isinstance(ports, str):
             unsupported.append((node, ports))
-            ports = range(len(node.inputs))  # keep exploring so preflight reports every unsupported op at once
+            # keep exploring so preflight reports every unsupported op at once (an If's data comes through its
+            # branches, not its condition)
+            ports = () if node.op_type == "If" else range(len(node.inputs))
+            stack.extend(t for t in node.implicit if t in varying)
         stack.extend(node.inputs[p] for p in ports if node.inputs[p] in varying)
     nodes = sorted(on_path.values(), key=lambda n: n.index)
     return RelevancePath(nodes=nodes, varying=varying, unsupported=unsupported)

@@ -60,8 +60,11 @@ def data_inputs(node: Node, varying: set[str]):
     """Preflight hook for :func:`onnxlrp.engine.graph.relevance_path`."""
     kernel = resolve(node)
     if kernel is None:
-        if node.op_type in ("If", "Loop", "Scan"):
-            return "control flow is not supported on the relevance path"
+        if node.op_type == "If":
+            return ("its condition depends on the explained input's values, so no branch can be inlined (an If "
+                    "whose condition is a constant or a test on a static input shape is inlined)")
+        if node.op_type in ("Loop", "Scan"):
+            return "control flow (Loop, Scan) on the relevance path is not supported; export the loop unrolled"
         versions = _REGISTRY.get((node.domain, node.op_type))
         if versions:
             return f"kernels exist only for opset versions {sorted(versions)}"

@@ -79,6 +79,14 @@ def run_failure(exc: BaseException, feeds: dict) -> str:
             "does not fit it (e.g. smaller than a pooling window)")
 
 
+def _check_declared(name: str, value, declared) -> None:
+    """A ``ValueError`` when ``value``'s shape contradicts the static dimensions declared for tensor ``name``."""
+    if declared is not None and (len(declared) != value.ndim or any(
+            isinstance(d, int) and d > 0 and d != s for d, s in zip(declared, value.shape))):
+        raise ValueError(f"it computed {name!r} of shape {tuple(value.shape)}, but the model declares "
+                         f"{[d if isinstance(d, int) and d > 0 else 'N' for d in declared]}")
+
+
 class KernelRunner:
     """Forward pass of the relevance path through the kernels in ``dtype`` on the array module ``xp`` (float64 end
     to end on the path, on the GPU when ``xp`` is CuPy); values off the path come from an onnxruntime run."""
@@ -88,6 +96,9 @@ class KernelRunner:
         self.path_nodes = path_nodes
         self.varying = varying
         self.constants = graph.constants
+        #: static shapes ONNX shape inference found: no onnxruntime checks this pass, so a malformed model that
+        #: numpy broadcasting lets through is caught by comparing each result with them
+        self.declared = {name: info.shape for name, info in graph.value_infos.items() if info.shape is not None}
         self.external = external
         self.xp, self.dtype = xp, dtype
         self._constants: dict = {}
@@ -107,16 +118,17 @@ class KernelRunner:
             flags = tuple(bool(t) and t in self.varying for t in node.inputs)
             try:
                 outs = resolve(node).forward(Call(node=node, inputs=inputs, outputs=(), varying=flags, xp=xp))
-            except (ValueError, IndexError) as exc:  # shapes that do not fit the node (numpy's reshape/broadcast
-                # errors, an axis or a rank the tensor does not have)
+                for name, value in zip(node.outputs, outs):
+                    if name and value is not None:
+                        _check_declared(name, value, self.declared.get(name))
+                        values[name] = value
+            except (ArithmeticError, LookupError, TypeError, ValueError) as exc:  # values that do not fit the node
+                # (numpy's shape, broadcast, axis and dtype errors; a zero group): onnxruntime refuses such a model
                 shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in feeds.items())
                 raise ModelRunError(
-                    f"the float64 forward pass failed at node {node.name!r} ({node.op_type}): {exc} (inputs: "
-                    f"{shapes}); the model is malformed or the input does not fit it (e.g. smaller than a pooling "
-                    "window)") from exc
-            for name, value in zip(node.outputs, outs):
-                if name and value is not None:
-                    values[name] = value
+                    f"the float64 forward pass failed at node {node.name!r} ({node.op_type}): "
+                    f"{' '.join(str(exc).split())[:300]} (inputs: {shapes}); the model is malformed or the input does "
+                    "not fit it (e.g. smaller than a pooling window)") from exc
         return values
 
     def _array(self, value):

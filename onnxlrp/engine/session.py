@@ -88,7 +88,7 @@ class Session:
                                          extra=set(self.graph.producer))
         self.output_name = self.model_output_name if explain_softmax else self._logits(self.model_output_name)
         nodes, extra, log = canonize(self.graph, {self.output_name})
-        self.canonizer_log = tuple(log)
+        self.canonizer_log = tuple(self.graph.rewrites) + tuple(log)
         #: the graph the path is taken from: canonizers applied (BatchNorm folded, decomposed ops fused, ...)
         self.canonical = self.graph.with_nodes(nodes, extra)
         self.path = relevance_path(self.canonical, self.input_name, self.output_name, registry.data_inputs)

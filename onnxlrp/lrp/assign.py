@@ -90,7 +90,7 @@ def parse_rule(spec) -> Rule:
         raise MethodError(f"unknown rule {name!r}; rules are: {', '.join(sorted(RULES))}")
     try:
         return RULES[name](**params)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # an unknown parameter, or a value the rule refuses
         raise MethodError(f"bad parameters for rule {name!r}: {exc}") from exc
 
 
