@@ -14,14 +14,20 @@ from . import (  # noqa: F401
     op_arith,
     op_batchnorm,
     op_conv,
+    op_conv_transpose,
     op_dense,
     op_gather,
     op_math,
+    op_minmax,
     op_norm,
     op_pool,
+    op_recurrent,
+    op_resize,
     op_softmax,
     structural,
 )
 
 MODULES = ("elementwise", "op_arith", "op_batchnorm", "op_conv", "op_dense", "op_gather", "op_math", "op_norm",
-           "op_pool", "op_softmax", "structural")
+           "op_pool", "op_softmax", "structural",
+           "op_resize", "op_conv_transpose", "op_minmax",
+           "op_recurrent")

@@ -48,6 +48,12 @@ class PReluKernel(ElementwiseKernel):
 class ClipKernel(ElementwiseKernel):
     """``clip(x, min, max)`` (ReLU6 as exported by PyTorch); bounds from attributes (opset < 11) or inputs."""
 
+    def data_inputs(self, node, varying):
+        if any(t in varying for t in node.inputs[1:] if t):
+            return ("Clip whose min or max depends on the explained input is not supported (Max/Min of varying "
+                    "tensors are)")
+        return super().data_inputs(node, varying)
+
     def _bounds(self, call):
         # attributes before opset 11, inputs from 11: optional, absent means unbounded (Clip-1 has no default;
         # Clip-6's ±FLT_MAX defaults are filled in Node.attrs and bound nothing)

@@ -1,13 +1,16 @@
 """Ops that only move values around. Relevance and gradients take the exact adjoint (conserving): reshapes are
-undone, concatenations split, slices scattered back, pads cropped."""
+undone, concatenations split, slices scattered back, constant pads cropped, edge/reflect/wrap pads summed back onto the
+positions they copy."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from onnxlrp.engine.kernel import Kernel, scatter_ports
+from onnxlrp.engine.kernel import Kernel, UnsupportedOpError, scatter_ports
 from onnxlrp.engine.registry import register_kernel
+
+from ._axes import gather_axis, scatter_axis
 
 
 def _ints(value) -> list[int]:
@@ -220,11 +223,16 @@ class SliceKernel(Kernel):
 
 @register_kernel("Pad", since=1)
 class PadKernel(Kernel):
-    """Constant-mode Pad (negative pads crop); VJP crops the padding off (and zero-fills cropped parts)."""
+    """Pad in every mode: ``constant`` (negative pads crop; VJP crops the padding off), ``reflect``, ``edge``,
+    ``wrap`` (gathers along each padded axis: the VJP sums what lands on the same source position)."""
+
+    MODES = ("constant", "reflect", "edge", "wrap")
 
     def data_inputs(self, node, varying):
-        if node.attrs["mode"] != "constant":
-            return f"Pad mode {node.attrs['mode']!r} is not supported (only 'constant')"
+        if node.attrs["mode"] not in self.MODES:
+            return f"Pad mode {node.attrs['mode']!r} is not supported (only {', '.join(self.MODES)})"
+        if any(t in varying for t in node.inputs[1:] if t):
+            return "Pad with pads, a constant value or axes that depend on the explained input is not supported"
         return super().data_inputs(node, varying)
 
     def _pads(self, call):
@@ -248,8 +256,29 @@ class PadKernel(Kernel):
             return float(_host(call.inputs[2]).reshape(-1)[0])
         return 0.0
 
+    def _gathers(self, call):
+        """``(axis, source index (O, 1), input length)`` per padded axis: negative pads crop first (as onnxruntime
+        does), then the index vector is padded in the node's mode (``numpy.pad`` on ``arange``)."""
+        xp, x = call.xp, call.inputs[0]
+        mode = call.attrs["mode"]
+        steps = []
+        for axis, (b, e) in enumerate(zip(*self._pads(call))):
+            if not b and not e:
+                continue
+            n = x.shape[axis]
+            kept = np.arange(max(-b, 0), n - max(-e, 0))
+            if kept.size == 0 and (b > 0 or e > 0):
+                raise UnsupportedOpError(f"Pad node {call.node.name!r} pads an empty axis {axis} in mode {mode!r}")
+            index = np.pad(kept, (max(b, 0), max(e, 0)), mode=mode)
+            steps.append((axis, xp.asarray(index.reshape(-1, 1)), n))
+        return steps
+
     def forward(self, call):
         xp, x = call.xp, call.inputs[0]
+        if call.attrs["mode"] != "constant":
+            for axis, index, _ in self._gathers(call):
+                x = gather_axis(xp, x, axis, index)
+            return (x,)
         begin, end = self._pads(call)
         widths = [(max(b, 0), max(e, 0)) for b, e in zip(begin, end)]
         y = xp.pad(x, widths, constant_values=self._value(call))
@@ -258,6 +287,10 @@ class PadKernel(Kernel):
 
     def vjp(self, call, grads):
         xp, x, g = call.xp, call.inputs[0], grads[0]
+        if call.attrs["mode"] != "constant":
+            for axis, index, size in reversed(self._gathers(call)):
+                g = scatter_axis(xp, g, axis, index, None, size)
+            return scatter_ports(len(call.inputs), (0,), [g])
         begin, end = self._pads(call)
         dx = xp.zeros(x.shape, dtype=g.dtype)
         src = tuple(slice(max(b, 0), g.shape[i] - max(e, 0)) for i, (b, e) in enumerate(zip(begin, end)))

@@ -166,6 +166,19 @@ class EmbeddingNotFoundError(OnnxLrpError, ValueError):
     exit_code = 6
 
 
+class OnnxLrpWarning(UserWarning):
+    """Something about a model or a result the user should know; the command line prints it after the run and keeps
+    it in ``summary.json``."""
+
+
+class ModelCheckWarning(OnnxLrpWarning):
+    """The ONNX checker or shape inference rejects the model, but onnxruntime loads it: it is explained anyway."""
+
+
+class ZeroRelevanceWarning(OnnxLrpWarning):
+    """A sample's relevance is zero everywhere (the explained output does not depend on the input there)."""
+
+
 #: exit status of the command line when interrupted (Ctrl-C)
 INTERRUPTED_EXIT = 130
 

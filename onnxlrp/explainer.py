@@ -5,13 +5,14 @@ runs the method on the session and returns an :class:`Explanation` of host array
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .engine.session import Session
-from .errors import MethodError, NonFiniteError
+from .errors import MethodError, NonFiniteError, ZeroRelevanceWarning
 from .methods import resolve_method
 
 
@@ -110,6 +111,12 @@ class Explainer:
         relevance = session.host(relevance)
         if not np.isfinite(relevance).all():
             raise NonFiniteError(f"the relevance for {session.input_name!r} contains NaN or inf")
+        zero = [i for i in range(relevance.shape[0]) if not relevance[i].any()]
+        if zero:
+            warnings.warn(ZeroRelevanceWarning(
+                f"{method}: the relevance of sample{'s' if len(zero) > 1 else ''} {', '.join(map(str, zero))} is "
+                "zero everywhere (the explained output does not depend on the input there, or every rule dropped it)"),
+                stacklevel=2)
         return Explanation(relevance=relevance, output=session.host(output), target=np.asarray(targets),
                            method=method, params=full, input_name=session.input_name,
                            output_name=session.output_name,

@@ -13,11 +13,13 @@ import os
 import warnings
 from collections.abc import Iterator
 
+from ..errors import OnnxLrpWarning, ZeroRelevanceWarning
+
 #: distinct warnings kept; later ones are only counted
 MAX_WARNINGS = 50
 
 
-class RunWarning(UserWarning):
+class RunWarning(OnnxLrpWarning):
     """Something about a finished run the user should know (printed after the run, kept in ``summary.json``)."""
 
 
@@ -30,8 +32,10 @@ class WarningLog:
         self.echo = echo
 
     def add(self, message, category: type[Warning], filename: str = "", lineno: int = 0) -> None:
+        if issubclass(category, ZeroRelevanceWarning):  # the CLI says it per input file instead (outputs.py)
+            return
         text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
-        if not issubclass(category, RunWarning):
+        if not issubclass(category, OnnxLrpWarning):
             where = f" ({os.path.basename(filename)}:{lineno})" if filename else ""
             text = f"{category.__name__}: {text}{where}"
         if text in self.lines:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,14 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from ..errors import ExternalDataError, ModelCheckError, ModelLoadError, UnsupportedGraphError, join_lines
+from ..errors import (
+    ExternalDataError,
+    ModelCheckError,
+    ModelCheckWarning,
+    ModelLoadError,
+    UnsupportedGraphError,
+    join_lines,
+)
 from ..limits import check_file
 from .control_flow import implicit_inputs, inline_fixed_ifs
 
@@ -131,6 +139,19 @@ def _initializer(tensor: onnx.TensorProto) -> np.ndarray:
                               f"{_short(exc)}") from exc
 
 
+def _loads_anyway(proto: onnx.ModelProto, finding: str, exc: BaseException) -> None:
+    """What onnxruntime can load, we load: a checker or shape-inference finding becomes a
+    :class:`ModelCheckWarning` when onnxruntime accepts the model, and stays a :class:`ModelCheckError` otherwise."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception:
+        raise ModelCheckError(finding) from exc
+    warnings.warn(ModelCheckWarning(f"{finding}; onnxruntime loads it, so it is explained anyway"), stacklevel=4)
+
+
 def _all_tensors(proto: onnx.ModelProto) -> Iterable[onnx.TensorProto]:
     yield from proto.graph.initializer
     for node in proto.graph.node:
@@ -214,11 +235,11 @@ class Graph:
             try:
                 onnx.checker.check_model(proto)
             except Exception as exc:
-                raise ModelCheckError(f"the model fails the ONNX checker: {_short(exc)}") from exc
+                _loads_anyway(proto, f"the model fails the ONNX checker: {_short(exc)}", exc)
         try:
             proto = shape_inference.infer_shapes(proto)
         except Exception as exc:
-            raise ModelCheckError(f"ONNX shape inference failed on the model: {_short(exc)}") from exc
+            _loads_anyway(proto, f"ONNX shape inference failed on the model: {_short(exc)}", exc)
         self.model = proto
         self.opsets = {op.domain or "": op.version for op in proto.opset_import}
         if "ai.onnx" in self.opsets:

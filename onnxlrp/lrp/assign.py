@@ -1,8 +1,8 @@
 """Rule assignment: the LRP base map plus a preset's layer rules, first layers, the rule catalogue, user overrides
 by op type or node-name glob, and the applicability check.
 
-"First layer" is defined on the graph: a Conv/dense node with no other Conv/dense node between it and the explained
-input (several nodes in a multi-stem network).
+"First layer" is defined on the graph: a Conv/dense node with no other Conv/dense (or recurrent) node between it and
+the explained input (several nodes in a multi-stem network).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from ..engine.kernel import Gradient, Node, Rule
 from ..errors import MethodError, RuleNotApplicableError
 from .presets import LINEAR_CATEGORIES, LayerRules
+from .recurrent import RecurrentEpsilon
 from .rules import (
     AlphaBeta,
     DeconvNet,
@@ -36,7 +37,11 @@ RULES: dict[str, type[Rule]] = {
     "guided_backprop": GuidedBackprop, "deconvnet": DeconvNet,
     "sign": Sign, "sign_mu": SignMu, "z": Z, "alpha_beta_inn": AlphaBetaINN,
     "uniform_product": UniformProduct, "softmax_dt": SoftmaxDT, "stop": Stop, "layernorm_epsilon": LayerNormEpsilon,
+    "recurrent_epsilon": RecurrentEpsilon,
 }
+
+#: categories whose nodes contain weighted layers: a Conv/dense node after one is not a "first layer"
+WEIGHTED_CATEGORIES = LINEAR_CATEGORIES + ("recurrent",)
 
 
 def first_layers(nodes: list[Node], categories: Mapping[str, str], varying: set[str],
@@ -50,7 +55,7 @@ def first_layers(nodes: list[Node], categories: Mapping[str, str], varying: set[
         for t in node.inputs:
             prev = producer.get(t)
             if prev is not None and t in varying:
-                upstream |= linear_upstream[prev.name] or categories[prev.name] in LINEAR_CATEGORIES
+                upstream |= linear_upstream[prev.name] or categories[prev.name] in WEIGHTED_CATEGORIES
         linear_upstream[node.name] = upstream
         if not upstream and categories[node.name] in first_categories:
             firsts.add(node.name)
@@ -60,9 +65,12 @@ def first_layers(nodes: list[Node], categories: Mapping[str, str], varying: set[
 def lrp_rules(nodes, categories, varying, layer_rules: LayerRules) -> dict[str, Rule]:
     """Assign rules to every node on the path (zennit's base map plus the preset's layer rules)."""
     norm = Norm(layer_rules.stabilizer)
+    # recurrent layers: Arras et al.'s LSTM rule with the preset's epsilon (its dense rule's; else the stabiliser)
+    recurrent = RecurrentEpsilon(float(getattr(layer_rules.dense, "epsilon", layer_rules.stabilizer)))
     base = {"activation": Pass(), "batchnorm": Pass(), "affine": Pass(), "softmax": SoftmaxDT(),
             "sum": norm, "avgpool": norm, "conv": layer_rules.conv, "dense": layer_rules.dense,
-            "bilinear": UniformProduct(), "layernorm": LayerNormEpsilon(layer_rules.stabilizer)}
+            "bilinear": UniformProduct(), "layernorm": LayerNormEpsilon(layer_rules.stabilizer),
+            "recurrent": recurrent}
     firsts = (first_layers(nodes, categories, varying, layer_rules.first_categories)
               if layer_rules.first is not None else set())
     rules = {}

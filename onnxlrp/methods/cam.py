@@ -338,6 +338,7 @@ def run_cam(session, x, feeds, target, params, options, kind: str):
     """Shared driver of the three methods; ``kind`` is ``grad_cam``, ``grad_cam_pp`` or ``contrastive_grad_cam``."""
     xp = session.xp
     layer = resolve_layer(session, params.get("layer"))
+    chosen_by_default = layer is None
     variant = params.get("variant", "1konny")
     if kind == "grad_cam_pp" and variant not in VARIANTS:
         raise MethodError(f"unknown Grad-CAM++ variant {variant!r}; use {' or '.join(map(repr, VARIANTS))}")
@@ -357,16 +358,43 @@ def run_cam(session, x, feeds, target, params, options, kind: str):
     head = None
     if kind == "contrastive_grad_cam":
         q = _contrast_classes(session, params.get("contrast"), output)
-        head = session.splice_after_output( "LogSoftmax", {"axis": _class_axis(output)}, "cross_entropy")
+        head = session.splice_after_output("LogSoftmax", {"axis": _class_axis(output)}, "cross_entropy")
         seeds = {head.output: -session.seed(output, q, "one_hot")}
     else:
         seeds = {session.output_name: session.seed(output, targets, "one_hot")}
     grad, kept = layer_gradient(session, values, seeds, layer, head, options)
+    if chosen_by_default and not _reaches_every_sample(xp, grad):
+        layer, grad, kept = _layer_the_target_depends_on(session, values, seeds, head, options, layer, grad, kept)
+        activation = values[layer]
     if kind == "grad_cam_pp":
         maps = grad_cam_pp_map(xp, activation, grad, variant)
     else:
         maps = grad_cam_map(xp, activation, grad)
     return Result(to_input(xp, maps, tuple(x.shape), layout), output, targets, kept)
+
+
+def _reaches_every_sample(xp, grad) -> bool:
+    return bool(xp.all(grad.reshape(grad.shape[0], -1).any(axis=1)))
+
+
+def _layer_the_target_depends_on(session, values, seeds, head, options, layer, grad, kept):
+    """When the explained score does not depend on the default layer (a multi-scale detector whose box comes from
+    another head), the last spatial feature map whose gradient reaches every sample instead; the default when none
+    does. One backward pass keeps the gradient at every candidate."""
+    candidates = [t for t in feature_maps(session, lambda t: tuple(values[t].shape) if t in values else None)
+                  if t in values and values[t].ndim >= 3]
+    if not candidates:
+        return layer, grad, kept
+    head = head or session.path_head()
+    rules = with_overrides(session, {}, options.get("rules"))
+    keep = options.get("keep", ())
+    wanted = "all" if keep == "all" else list(keep) + candidates
+    _, found = session.propagate(values, rules, seeds, keep=wanted, head=head)
+    for tensor in reversed(candidates):
+        if tensor in found and _reaches_every_sample(session.xp, found[tensor]):
+            kept = found if keep == "all" else {k: v for k, v in found.items() if k in set(keep)}
+            return tensor, found[tensor], kept
+    return layer, grad, kept
 
 
 def _requires_layer(session, params) -> None:

@@ -92,3 +92,17 @@ def test_a_subgraph_reading_the_input_counts_as_depending_on_it():
     from onnxlrp.engine.graph import Graph
     graph = Graph(model)
     assert "y" in graph.depends_on("x")
+
+
+def test_what_onnxruntime_loads_is_explained_with_a_warning():
+    """A model the ONNX checker rejects (an output without a type, as some exporters write it) but onnxruntime runs
+    is explained, with a ModelCheckWarning; one onnxruntime refuses too stays an error."""
+    model, _ = if_model("true")
+    del model.graph.output[:]
+    model.graph.output.append(onnx.ValueInfoProto(name="y"))
+    with pytest.warns(errors.ModelCheckWarning, match="fails the ONNX checker: Field 'type'.*explained anyway"):
+        ex = onnxlrp.Explainer(model)
+    assert ex.explain(np.ones((2, 4), np.float32), "gradient").relevance.shape == (2, 4)
+    model.graph.node[0].op_type = "NoSuchOp"
+    with pytest.raises(errors.ModelCheckError, match="fails the ONNX checker"):
+        onnxlrp.Explainer(model)

@@ -219,3 +219,33 @@ def test_multi_pass_methods_chunk_to_the_budget_with_the_same_result():
     assert [len(c) for c in chunks] == [6, 6, 6, 6]
     np.testing.assert_allclose(tight.explain(x, "integrated_gradients", steps=8).relevance, whole.relevance,
                                rtol=1e-12, atol=1e-14)
+
+
+def two_head_detector():
+    """``x → conv → relu`` then two heads (stride 1 and stride 2 convs, each pooled to 2 scores), concatenated: a
+    score of the first head does not depend on the second head's feature map (the last conv, Grad-CAM's default)."""
+    from onnx import helper
+
+    from tests.helpers.onnx_builders import make_model
+    r = np.random.default_rng(3)
+    w = {k: r.normal(size=s).astype(np.float32) for k, s in
+         {"w0": (4, 2, 3, 3), "wa": (2, 4, 3, 3), "wb": (2, 4, 3, 3)}.items()}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c0"], ["a0"]),
+             helper.make_node("Conv", ["a0", "wa"], ["ca"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["ca"], ["fa"]),
+             helper.make_node("GlobalAveragePool", ["fa"], ["pa"]), helper.make_node("Flatten", ["pa"], ["ya"]),
+             helper.make_node("Conv", ["a0", "wb"], ["cb"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["cb"], ["fb"]), helper.make_node("GlobalAveragePool", ["fb"], ["pb"]),
+             helper.make_node("Flatten", ["pb"], ["yb"]), helper.make_node("Concat", ["ya", "yb"], ["y"], axis=1)]
+    return make_model(nodes, [("x", ["N", 2, 8, 8])], [("y", ["N", 4])], w)
+
+
+def test_grad_cam_default_layer_is_one_the_target_depends_on():
+    from onnxlrp.methods import cam
+    ex = onnxlrp.Explainer(two_head_detector(), dtype="float64")
+    assert cam.default_layer(ex.session) == "fb"
+    x = np.abs(np.random.default_rng(4).normal(size=(2, 2, 8, 8))) + 0.5
+    first_head = ex.explain(x, "grad_cam", target=1)          # a score of the stride-1 head: fa, not fb
+    np.testing.assert_array_equal(first_head.relevance, ex.explain(x, "grad_cam", target=1, layer="fa").relevance)
+    second_head = ex.explain(x, "grad_cam", target=3)         # the default layer serves the second head
+    np.testing.assert_array_equal(second_head.relevance, ex.explain(x, "grad_cam", target=3, layer="fb").relevance)
+    assert first_head.relevance.any() and not np.array_equal(first_head.relevance, second_head.relevance)
