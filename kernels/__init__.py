@@ -26,8 +26,14 @@ from . import (  # noqa: F401
     op_softmax,
     structural,
 )
+from . import op_quant  # noqa: F401,E402  (QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear)
+from . import op_fused  # noqa: F401,E402  (onnxlrp::AttentionMask, for decomposed com.microsoft attention)
+from . import op_ml  # noqa: F401,E402  (ai.onnx.ml Scaler, Imputer)
 
 MODULES = ("elementwise", "op_arith", "op_batchnorm", "op_conv", "op_dense", "op_gather", "op_math", "op_norm",
            "op_pool", "op_softmax", "structural",
            "op_resize", "op_conv_transpose", "op_minmax",
-           "op_recurrent")
+           "op_recurrent",
+           "op_quant",
+           "op_fused",
+           "op_ml")

@@ -154,7 +154,8 @@ class Unrolled:
         for d, st in enumerate(self.steps):
             cols = _cols(st)
             r_y = None if ry is None else ry[st.index, d, cols] * st.active[..., None]
-            out.append((r_y, None if rh is None else rh[d], None if rc is None else rc[d]))
+            nonempty = st.active[0][:, None]  # final states of empty sequences are constant 0
+            out.append((r_y, None if rh is None else rh[d] * nonempty, None if rc is None else rc[d] * nonempty))
         return out
 
     def join(self, results):
@@ -259,9 +260,10 @@ class RecurrentKernel(Kernel):
         y = xp.zeros((T, D, N, H), dtype=dtype)
         for d, st in enumerate(steps):
             y[st.index, d, cols] = st.h * st.active[..., None]
-        finals = [xp.stack([st.h[-1] for st in steps])]
+        # a sample of sequence length 0 outputs zero final states (onnxruntime), not its initial ones
+        finals = [xp.stack([st.h[-1] * st.active[0][:, None] for st in steps])]
         if self.cell == "lstm":
-            finals.append(xp.stack([st.c[-1] for st in steps]))
+            finals.append(xp.stack([st.c[-1] * st.active[0][:, None] for st in steps]))
         if layout:
             y = y.transpose(2, 0, 1, 3)
             finals = [f.swapaxes(0, 1) for f in finals]

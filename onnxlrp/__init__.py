@@ -22,6 +22,7 @@ _EXPORTS = {
     "Explanation": ("onnxlrp.explainer", "Explanation"),
     "explain": ("onnxlrp.explainer", "explain"),
     "Session": ("onnxlrp.engine.session", "Session"),
+    "Position": ("onnxlrp.engine.seeds", "Position"),
     "methods": ("onnxlrp.methods", None),
     "register_kernel": ("onnxlrp.engine.registry", "register_kernel"),
     "registered": ("onnxlrp.engine.registry", "registered"),

@@ -30,6 +30,7 @@ CATEGORY_TEXT = {
     "softmax": "softmax rule (AttnLRP Prop. 3.1)",
     "layernorm": "normalisation held constant, ε-rule (AttnLRP)",
     "bilinear": "uniform split between the two factors (AttnLRP)",
+    "recurrent": "signal-take-all through the gates, ε-rule on the linear parts (Arras et al. 2017)",
 }
 
 

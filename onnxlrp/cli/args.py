@@ -266,7 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-m", "--method", default=DEFAULT_METHOD,
                     help=f"method, or several separated by commas (default {DEFAULT_METHOD}); see 'onnxlrp methods'")
     ex.add_argument("-t", "--target", default="pred",
-                    help="class to explain: 'pred' (the predicted class, default), a class index, or a label name")
+                    help="what to explain: 'pred' (the predicted class, default), a class index or label name, or a "
+                         "position in each sample's output such as '17,5' (box 17, class 5 of a detector's "
+                         "(N, boxes, classes) output; the last index may be a label)")
+    ex.add_argument("--feed", dest="feeds", action="append", default=[], metavar="NAME=FILE.npy",
+                    help="hold another model input fixed at this array (repeatable; one sample is repeated over the "
+                         "batch)")
     ex.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="method parameter, repeatable; 'method.key=value' limits it to one method. Values: int, "
                          "float, true/false, none, or a comma list")
@@ -347,6 +352,59 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(txt)
     txt.set_defaults(func=_command("explain_text", "cmd_explain_text"), command="explain-text")
     parser.text_parser = txt  # main() parses explain-text with parse_intermixed_args (texts around options)
+
+    ev = sub.add_parser(
+        "evaluate", help="measure how faithful each method's maps are (pixel flipping, AOPC, ROAD, MPRT, ...)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Explain the inputs with each method and run the chosen measures on the maps: faithfulness\n"
+                    "(pixel_flipping, region_perturbation, insertion, deletion, road, faithfulness_correlation,\n"
+                    "completeness), randomisation (mprt, random_logit), localisation with --masks (pointing_game,\n"
+                    "relevance_mass_accuracy, relevance_rank_accuracy, outside_inside_ratio) and complexity\n"
+                    "(sparseness, complexity). Writes summary.csv, evaluation.csv, evaluation.json, curves/*.png\n"
+                    "(each method's mean curve and the random order's) and, with --report, report.html ranking the\n"
+                    "methods. Definitions follow the papers and Quantus 0.6.",
+        epilog="Example:\n"
+               "  onnxlrp evaluate models/digits/digits_cnn.onnx models/digits/samples \\\n"
+               "      --method epsilon_plus,input_x_gradient --metric pixel_flipping,region_perturbation --report")
+    ev.add_argument("model", metavar="MODEL", help="path of the .onnx file")
+    ev.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, .npy arrays, or folders of them")
+    ev.add_argument("-m", "--method", default=DEFAULT_METHOD, help=f"methods, comma-separated (default "
+                                                                   f"{DEFAULT_METHOD})")
+    ev.add_argument("--metric", default="pixel_flipping,region_perturbation,insertion,deletion,"
+                    "faithfulness_correlation,sparseness,complexity", help="measures, comma-separated (default: "
+                    "the faithfulness measures without ROAD, sparseness and complexity)")
+    ev.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="method parameter (or method.key=value), repeatable")
+    ev.add_argument("--metric-set", dest="metric_sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="measure parameter (or metric.key=value, e.g. pixel_flipping.features_in_step=16), "
+                         "repeatable")
+    ev.add_argument("-t", "--target", default="pred",
+                    help="class to explain: 'pred' (default), a class index, or a label name")
+    ev.add_argument("--masks", metavar="DIR", help="folder with a mask per input, NAME.png or NAME.npy (for the "
+                                                   "localisation measures)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    ev.add_argument("-o", "--out", default="onnxlrp-eval", metavar="DIR", help="output folder (default onnxlrp-eval)")
+    ev.add_argument("--labels", metavar="FILE", help="text file with one class name per line")
+    ev.add_argument("--report", action="store_true", help="also write report.html")
+    pre = ev.add_argument_group("image preprocessing (as for explain)")
+    pre.add_argument("--size", nargs=2, type=_positive_int, metavar=("H", "W"), help="resize images to H x W")
+    pre.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="subtracted after scaling (default 0)")
+    pre.add_argument("--std", type=_floats, metavar="S[,S,S]", help="divides after the mean (default 1)")
+    pre.add_argument("--scale", type=_scale, metavar="F", help="pixel multiplier, e.g. 1/255 (default) or 1")
+    pre.add_argument("--layout", type=str.upper, choices=["NCHW", "NHWC"], help="default: read from the model")
+    pre.add_argument("--grayscale", action="store_true", help="convert images to one channel")
+    run = ev.add_argument_group("run")
+    run.add_argument("--batch-size", type=_positive_int, default=16, help="inputs per batch (default 16); memory "
+                     "use depends on this, not on the number of inputs")
+    run.add_argument("--memory-budget", type=_bytes, metavar="BYTES",
+                     help="memory one pass may plan to use, e.g. 2G (default ONNXLRP_MEMORY_BUDGET, else half the "
+                          "available memory); also bounds the batches of perturbed inputs")
+    run.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    run.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no table on stdout")
+    _add_model_selection(ev)
+    _add_common(ev)
+    ev.set_defaults(func=_command("evaluate", "cmd_evaluate"))
 
     met = sub.add_parser("methods", help="list every method with its parameters and defaults",
                          description="List every method with its parameters, defaults and a one-line description.")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import limits
-from ..errors import ModelLoadError, UsageError
+from ..errors import ModelLoadError, NameSelectionError, UsageError
 from ..inputs import images
 from ..inputs.images import Preprocessing, format_shape
 from . import files as fileio
@@ -25,9 +25,11 @@ from .inputs import (
     budget_runs,
     check_labels_path,
     expand_inputs,
+    feeds_for,
     load_sample,
     open_explainer,
     plan_items,
+    read_feeds,
     read_labels,
     resolve_target,
     same_shape_runs,
@@ -74,7 +76,16 @@ def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[
     output_shape = tuple(ex.output_shape)
     classes = output_shape[-1] if output_shape and isinstance(output_shape[-1], int) else None
     labels = read_labels(args.labels, classes)
-    target = resolve_target(args.target, labels, classes, ex.output_name)
+    target = resolve_target(args.target, labels, output_shape[1:], ex.output_name)
+    feeds = read_feeds(args.feeds, ex.input_name)
+    others = {i.name for i in ex.graph.input_infos} - {ex.input_name}
+    if set(feeds) - others:
+        raise NameSelectionError(f"--feed {sorted(set(feeds) - others)[0]}: the model has no other input of that name; "
+                                 f"its inputs are: {', '.join(sorted(others | {ex.input_name}))}")
+    if others - set(feeds):
+        missing = sorted(others - set(feeds))
+        raise NameSelectionError(f"the model has other inputs that must be held fixed: give --feed {missing[0]}="
+                                 f"FILE.npy (missing: {', '.join(missing)})")
     input_dtype = np.dtype(ex.input_dtype)
 
     prep: Preprocessing | None = None
@@ -101,7 +112,8 @@ def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[
             handle = stack.enter_context(fileio.atomic_write(out_dir / "report.html", "w", encoding="utf-8"))
             meta = [("model", f"{args.model}  ({ex.input_name} {format_shape(input_shape)} -> {ex.output_name} "
                               f"{format_shape(output_shape)})"),
-                    ("target", "predicted class" if target is None else f"class {target}"),
+                    ("target", "predicted class" if target is None else
+                     f"position {list(target.index)}" if hasattr(target, "index") else f"class {target}"),
                     ("preprocessing", _prep_text(prep)),
                     ("inputs", f"{len(items)}")]
             report = HtmlReport(handle, title=f"onnxlrp: {Path(args.model).name}", meta=meta,
@@ -116,7 +128,9 @@ def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[
                 x = np.stack([sample for _, (sample, _) in group])
                 if static_batch is not None and len(x) < static_batch:
                     x = np.concatenate([x, np.repeat(x[-1:], static_batch - len(x), axis=0)])
-                results = {m.name: ex.explain(x, method=m.name, target=target, **m.params) for m in methods}
+                fixed = feeds_for(feeds, len(x))
+                results = {m.name: ex.explain(x, method=m.name, target=target, feeds=fixed, **m.params)
+                           for m in methods}
                 for i, (item, (_, picture)) in enumerate(group):
                     entry, card_row = write_outputs(out_dir, item, i, picture, results, labels, args, layout,
                                                     report, lrp_methods)
@@ -135,7 +149,7 @@ def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[
                 "output": {"name": ex.output_name, "shape": list(output_shape)}},
             "device": args.device, "dtype": args.dtype,
             "methods": [{"name": m.name, "params": m.full} for m in methods],
-            "target": "pred" if target is None else target,
+            "target": "pred" if target is None else list(target.index) if hasattr(target, "index") else target,
             "labels": args.labels, "cmap": args.cmap,
             "preprocessing": None if prep is None else prep.to_dict(),
             "inputs": summary_inputs,

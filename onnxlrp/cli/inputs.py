@@ -26,6 +26,7 @@ from ..errors import (
     MemoryBudgetError,
     NameSelectionError,
     TargetError,
+    UsageError,
 )
 from ..inputs import arrays, images
 from ..inputs.images import Preprocessing, format_shape
@@ -230,28 +231,78 @@ def check_labels_path(path: str) -> str:
     return limits.check_file(path, "labels", LabelsError, "labels file")
 
 
-def resolve_target(spec: str, labels: list[str] | None, classes: int | None, output_name: str) -> int | None:
-    """``pred`` -> None (the engine takes the argmax); an integer or a label name -> the class index.
+def resolve_target(spec: str, labels: list[str] | None, shape: tuple, output_name: str):
+    """What ``--target`` names in each sample's output of ``shape`` (the output shape without the batch axis):
+    ``pred`` -> None (the engine takes the argmax; only for a class vector); an integer or a label name -> that
+    entry of the flattened output; ``J,K`` -> a :class:`~onnxlrp.engine.seeds.Position` (the last index may be a
+    label).
 
     Raises
     ------
     TargetError
-        For an index outside ``0 .. classes-1`` or text that is neither ``pred``, an integer nor a label.
+        For an index out of range, a position of the wrong length, ``pred`` on an output that is not a class vector,
+        or text that is none of these.
     """
+    from ..engine.seeds import Position
     s = spec.strip()
+    shape = tuple(shape)
+    known = all(isinstance(d, int) for d in shape)
+    long_axes = [d for d in shape if not (isinstance(d, int) and d == 1)]
     if s.lower() in ("pred", "predicted", "argmax"):
+        if len(long_axes) > 1:
+            raise TargetError(f"output {output_name!r} has samples of shape {tuple(shape)}, not a class vector, so "
+                              "'pred' would pick any entry (a box coordinate); name a position with --target J,K "
+                              "(e.g. box J's class score K) or a flat index")
         return None
-    if re.fullmatch(r"[+-]?\d+", s):
-        target = int(s)
-    elif labels is not None and s in labels:
-        target = labels.index(s)
-    else:
-        hint = " or a label from --labels" if labels is not None else ""
-        raise TargetError(f"target {spec!r} is not 'pred', a class index{hint}")
-    if classes is not None and not 0 <= target < classes:
-        raise TargetError(f"target {target} is out of range: the output {output_name!r} has {classes} classes "
-                          f"(0..{classes - 1})")
+    parts = [p.strip() for p in s.strip("[]()").split(",")] if "," in s else [s]
+    values = []
+    for k, part in enumerate(parts):
+        if re.fullmatch(r"[+-]?\d+", part):
+            values.append(int(part))
+        elif labels is not None and part in labels and k == len(parts) - 1:
+            values.append(labels.index(part))
+        else:
+            hint = " or a label from --labels" if labels is not None else ""
+            raise TargetError(f"target {spec!r} is not 'pred', a class index{hint} or a position such as '17,5'")
+    if len(values) > 1:
+        position = Position(*values)
+        if known:
+            position.flat(shape, output_name)  # checked now, before any input is read
+        return position
+    target = values[0]
+    size = int(np.prod(shape)) if known else None
+    if size is not None and not 0 <= target < size:
+        what = f"{size} classes (0..{size - 1})" if len(shape) <= 1 else \
+            f"{size} entries per sample (shape {tuple(shape)}; flat index 0..{size - 1}, or a position J,K)"
+        raise TargetError(f"target {target} is out of range: the output {output_name!r} has {what}")
     return target
+
+
+def read_feeds(specs: Sequence[str], explained: str) -> dict[str, np.ndarray]:
+    """``--feed NAME=FILE.npy`` values: the other model inputs, held fixed."""
+    from ..inputs.arrays import open_array
+    feeds: dict[str, np.ndarray] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--feed {spec!r}: write NAME=FILE.npy")
+        if name == explained:
+            raise UsageError(f"--feed {name}: that is the explained input; give its data as INPUT")
+        if name in feeds:
+            raise UsageError(f"--feed {name} is given twice")
+        feeds[name] = np.asarray(open_array(path))
+    return feeds
+
+
+def feeds_for(feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+    """Each held-fixed input for a batch of ``batch`` samples: a single sample is repeated, a batch of the same size
+    used as is."""
+    out = {}
+    for name, value in feeds.items():
+        if value.ndim >= 1 and value.shape[0] == 1 and batch != 1:
+            value = np.repeat(value, batch, axis=0)
+        out[name] = value
+    return out
 
 
 def batches(items: Sequence[Item], size: int) -> Iterator[list[Item]]:

@@ -48,7 +48,8 @@ def jsonable(obj: Any) -> Any:
 
 
 def _label(labels: list[str] | None, k: int) -> str | None:
-    return labels[k] if labels is not None and 0 <= k < len(labels) else None
+    """The label of flat output index ``k``: labels name the last axis (the classes of each box of a detector)."""
+    return labels[k % len(labels)] if labels and k >= 0 else None
 
 
 

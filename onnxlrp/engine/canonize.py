@@ -6,6 +6,9 @@
 * ``fuse_matmul_add``: ``MatMul(x, W)`` followed by ``Add(·, b)`` with constant ``W``, ``b`` becomes one
   ``onnxlrp::Dense`` node so LRP rules see the bias as a dense layer's bias (Keras/tf2onnx style dense layers).
 
+Quantised graphs, float16/bfloat16 constants (:mod:`.dequantize`) and onnxruntime's ``com.microsoft`` fused ops
+(:mod:`.contrib`) are rewritten first into the float ops they stand for.
+
 Decomposed operators (LayerNorm, RMSNorm, GELU, SiLU, softmax) are then fused by :mod:`.fusions`.
 
 Rewritten nodes keep the output tensor of the last original node, so the forward runner's values still apply.
@@ -17,6 +20,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from .contrib import decompose_contrib
+from .dequantize import dequantize
 from .fusions import fuse_erf_gelu, fuse_norms, fuse_silu, fuse_softmax, fuse_tanh_gelu
 from .graph import Graph, Node
 
@@ -27,6 +32,8 @@ def canonize(graph: Graph, protected: set[str]) -> tuple[list[Node], dict[str, n
     nodes = list(graph.nodes)
     constants: dict[str, np.ndarray] = {}
     log: list[str] = []
+    for lower in (dequantize, decompose_contrib):  # quantised, reduced-precision and com.microsoft fused ops
+        nodes = lower(graph, nodes, constants, protected, log)
     nodes = _fuse_matmul_add(graph, nodes, constants, protected, log)
     nodes = _fold_batchnorm(graph, nodes, constants, protected, log)
     for fuse in (fuse_norms, fuse_erf_gelu, fuse_tanh_gelu, fuse_silu, fuse_softmax):

@@ -65,7 +65,7 @@ class Kernel:
 
     ``category`` groups ops for presets: ``conv``, ``dense``, ``avgpool``, ``sum`` (residual sum of varying
     tensors), ``batchnorm``, ``affine`` (scaling/shift by a constant), ``activation``, ``maxpool``, ``structural``,
-    ``softmax``, ``layernorm``, ``bilinear`` (product of two varying tensors).
+    ``softmax``, ``layernorm``, ``bilinear`` (product of two varying tensors), ``recurrent`` (LSTM/GRU/RNN).
 
     What rules may use of a kernel (its protocol; nothing else, and no underscored member):
 
@@ -75,6 +75,9 @@ class Kernel:
     * ``softmax`` kernels: ``axis_view(call, x) -> (v, axis)`` (``x`` as the op sees it, a reshape, and the one
       axis it normalises), ``softmax(xp, v, axis)`` (``exp(v − max v) / Σ exp(v − max v)`` along ``axis``) and
       ``log`` (``True`` for LogSoftmax); see ``onnxlrp.kernels.op_softmax``.
+    * ``recurrent`` kernels: ``cell`` (``"lstm"``, ``"gru"``, ``"rnn"``) and ``unroll(call)``, the layer recomputed
+      per direction (gates, states, pre-activations) with ``split``/``join`` between the node's tensors and its
+      steps; see ``onnxlrp.kernels.op_recurrent``.
     """
 
     op_type: str = ""

@@ -27,8 +27,13 @@ class OrtRunner:
         model.CopyFrom(graph.model)
         existing = {o.name for o in model.graph.output}
         inputs = {i.name for i in model.graph.input}
+        #: canonizer nodes (a canonical ``graph``) computing requested tensors the model does not have
+        self.derived = derivation(graph, outputs, inputs)
+        self.constants = graph.constants
+        outputs = list(outputs) + [t for n in self.derived for t in n.inputs
+                                   if t and t not in self.made and t not in graph.constants]
         for name in outputs:
-            if name in existing or name in inputs or name in graph.initializer_names:
+            if name in existing or name in inputs or name in graph.initializer_names or name in self.made:
                 continue
             info = graph.tensor_info(name)
             elem = info.elem_type if info is not None and info.elem_type else onnx.TensorProto.FLOAT
@@ -60,7 +65,41 @@ class OrtRunner:
             values = self.session.run(self.outputs, feeds)
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             raise ModelRunError(run_failure(exc, feeds)) from exc
-        return {**dict(zip(self.outputs, values)), **feeds}
+        values = {**dict(zip(self.outputs, values)), **feeds}
+        for node in self.derived:  # in float64 from onnxruntime's values; the session casts to its dtype
+            inputs = tuple(self._derived_input(values, t) for t in node.inputs)
+            flags = tuple(bool(t) and t not in self.constants for t in node.inputs)
+            outs = resolve(node).forward(Call(node=node, inputs=inputs, outputs=(), varying=flags, xp=np))
+            values.update((t, v) for t, v in zip(node.outputs, outs) if t and v is not None)
+        return values
+
+    @property
+    def made(self) -> set[str]:
+        """Tensors the derived nodes compute (never asked of onnxruntime)."""
+        return {t for n in self.derived for t in n.outputs if t}
+
+    def _derived_input(self, values, name):
+        if not name:
+            return None
+        value = values[name] if name in values else self.constants[name]
+        value = np.asarray(value)
+        return value.astype(np.float64) if value.dtype.kind == "f" or value.dtype.name == "bfloat16" else value
+
+
+def derivation(graph: Graph, outputs, inputs) -> list[Node]:
+    """The nodes of a canonical ``graph`` (canonizer rewrites: decomposed fused ops, dequantised integer ops) that
+    compute the tensors of ``outputs`` the model itself does not produce, with the ones they need, in order."""
+    produced = {t for n in graph.model.graph.node for t in n.output if t} | set(inputs) | graph.initializer_names
+    found: dict[str, Node] = {}
+    stack = [t for t in outputs if t and t not in produced]
+    while stack:
+        tensor = stack.pop()
+        node = graph.producer.get(tensor)
+        if tensor in produced or tensor in graph.constants or node is None or node.name in found:
+            continue
+        found[node.name] = node
+        stack.extend(t for t in node.inputs if t)
+    return sorted(found.values(), key=lambda n: n.index)
 
 
 def run_failure(exc: BaseException, feeds: dict) -> str:
@@ -103,13 +142,16 @@ class KernelRunner:
         self.xp, self.dtype = xp, dtype
         self._constants: dict = {}
         self.ort = OrtRunner(graph, external, device=device) if external else None
+        #: the model's own input types (float16 models are fed float16)
+        self.input_dtypes = {i.name: i.dtype for i in graph.input_infos if i.dtype is not None}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict:
         """Every tensor on the path (backend arrays), the off-path values it reads, and the feeds."""
         xp = self.xp
         values: dict = {}
         if self.ort is not None:
-            ort_feeds = {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in feeds.items()}
+            ort_feeds = {k: (v.astype(self.input_dtypes.get(k, np.float32)) if v.dtype.kind == "f" else v)
+                         for k, v in feeds.items()}
             got = self.ort.run(ort_feeds)
             values.update({k: self._array(got[k]) for k in self.external})
         values.update({k: self._array(v) for k, v in feeds.items()})

@@ -1,10 +1,13 @@
 """Which output entries are explained, and the relevance a backward walk starts from.
 
 ``class_indices`` is the one validator for every class index a user gives (``target``, ``contrast``); ``targets``
-picks the predicted class when none is given; ``seed`` places the target logit (``"logit"``) or 1 (``"one_hot"``)
-at each sample's explained entry of the flattened output.
+picks the predicted class when none is given and turns a :class:`Position` (``target=Position(box, class)`` for a
+detector's ``(N, boxes, classes)`` output) into an index of the flattened output; ``seed`` places the target
+logit (``"logit"``) or 1 (``"one_hot"``) at each sample's explained entry of the flattened output.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,6 +15,29 @@ from ..errors import TargetError
 from .backend import to_numpy
 
 SEED_MODES = ("logit", "one_hot")
+
+
+@dataclass(frozen=True)
+class Position:
+    """A position in each sample's output, e.g. ``Position(17, 5)``: the class-5 score of box 17 in a detector's
+    ``(N, boxes, classes)`` output. ``target=`` takes one, or one per sample."""
+
+    index: tuple[int, ...]
+
+    def __init__(self, *index):
+        if len(index) == 1 and isinstance(index[0], (tuple, list)):
+            index = tuple(index[0])
+        object.__setattr__(self, "index", tuple(index))
+
+    def flat(self, shape: tuple, output_name: str) -> int:
+        """The index into the flattened per-sample output of ``shape``; a :class:`TargetError` when it does not fit."""
+        if len(self.index) != len(shape) or not all(isinstance(i, (int, np.integer)) for i in self.index):
+            raise TargetError(f"target position {list(self.index)} does not fit output {output_name!r}, whose samples "
+                              f"have shape {tuple(shape)}: give {len(shape)} integer indices")
+        if not all(0 <= i < n for i, n in zip(self.index, shape)):
+            raise TargetError(f"target position {list(self.index)} is out of range for output {output_name!r}, "
+                              f"whose samples have shape {tuple(shape)}")
+        return int(np.ravel_multi_index(tuple(int(i) for i in self.index), tuple(shape)))
 
 
 def class_indices(value, n: int, classes: int, output_name: str, what: str, error=TargetError) -> np.ndarray:
@@ -36,6 +62,13 @@ def targets(output, target, output_name: str) -> np.ndarray:
     out = to_numpy(output).reshape(output.shape[0], -1)
     if target is None:
         return out.argmax(axis=1)
+    shape = tuple(output.shape[1:])
+    if isinstance(target, Position):
+        target = target.flat(shape, output_name)
+    elif isinstance(target, (list, tuple)) and any(isinstance(t, Position) for t in target):
+        if not all(isinstance(t, Position) for t in target):
+            raise TargetError("target mixes positions and class indices; give one kind")
+        target = [t.flat(shape, output_name) for t in target]
     return class_indices(target, out.shape[0], out.shape[1], output_name, "target", TargetError)
 
 

@@ -386,7 +386,7 @@ class Session:
                 self._runner = KernelRunner(self.canonical, self.path.nodes, self.path.varying, external,
                                             self.device, self.xp, self.dtype)
             else:
-                self._runner = OrtRunner(self.graph, self._needed(), device=self.device)
+                self._runner = OrtRunner(self.canonical, self._needed(), device=self.device)
         return self._runner
 
 

@@ -23,13 +23,14 @@ class Scores:
 
     ``values`` holds one number per sample (NaN where it is undefined, e.g. an empty mask); ``curve`` the
     per-sample curve ``(N, L+1)`` where the measure has one (step 0 = the unperturbed input), with ``steps`` its
-    x-axis; ``higher_is_better`` says how to rank ``values``; ``extra`` holds the measure's other outputs (a random
-    baseline's curve and values, Quantus's form of the result, ...).
+    x-axis; ``higher_is_better`` says how to rank ``values`` (``None``: not a ranking, as for completeness);
+    ``extra`` holds the measure's other outputs (a random baseline's curve and values, Quantus's form of the
+    result, ...).
     """
 
     name: str
     values: np.ndarray
-    higher_is_better: bool
+    higher_is_better: bool | None
     curve: np.ndarray | None = None
     steps: np.ndarray | None = None
     extra: dict = field(default_factory=dict)

@@ -304,5 +304,5 @@ def completeness(model, x, target, relevance, *, baseline=None, output: str = "l
         score = score - runner.scores(np.ascontiguousarray(b), targets, output)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(score != 0, total / np.where(score == 0, 1, score), np.nan)
-    return Scores("completeness", ratio, higher_is_better=True,
+    return Scores("completeness", ratio, higher_is_better=None,
                   extra={"relevance_sum": total, "score": score, "output": output})

@@ -41,6 +41,15 @@ figcaption { margin-top: 3px; max-width: 270px; }
 .method { border-left: 3px solid #eee; padding-left: 8px; }
 .method h3 { font-size: 13px; margin: 0 0 4px 0; font-weight: 600; }
 .footer { font-size: 12px; color: #777; margin-top: 20px; }
+.evaluation { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px 14px; margin: 0 0 14px 0; }
+.evaluation h2 { font-size: 17px; margin: 4px 0 8px 0; }
+.evaluation h3 { font-size: 14px; margin: 12px 0 4px 0; }
+.evaluation table { border-collapse: collapse; font-size: 13px; margin-bottom: 6px; }
+.evaluation th, .evaluation td { padding: 2px 10px 2px 0; text-align: left; }
+.evaluation td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.evaluation .best { font-weight: 600; }
+.evaluation .note { font-size: 12px; color: #555; }
+.metric { display: inline-block; vertical-align: top; margin: 0 16px 10px 0; }
 """
 
 
@@ -154,6 +163,10 @@ class HtmlReport:
         self._out.write("".join(parts))
         self.count += 1
 
+    def add_section(self, html_text: str) -> None:
+        """Append a ready-made section (e.g. :func:`evaluation_section`) between the cards."""
+        self._out.write(html_text)
+
     def close(self, footer: str = "") -> None:
         """Write the footer and end the document (the caller closes the stream)."""
         self._out.write(f"</main>\n<div class=\"footer\">{self.count} input(s). {_e(footer)}</div>\n</body></html>\n")
@@ -163,3 +176,50 @@ def _params_text(params: dict) -> str:
     if not params:
         return ""
     return "(" + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ")"
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+@dataclass
+class MetricView:
+    """One measure's results for every method: ``rows`` are ``(method, mean, std, count, rank)`` (rank ``None``
+    when the measure is not ranked), ``random`` the random order's mean where there is one, ``plot_png`` the
+    curves."""
+
+    name: str
+    description: str
+    higher_is_better: bool | None
+    rows: list[tuple[str, float, float, int, int | None]]
+    random: float | None = None
+    plot_png: bytes | None = None
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.4g}"
+
+
+def evaluation_section(metrics: Sequence[MetricView], overall: Sequence[tuple[str, float]], inputs: int) -> str:
+    """The report's evaluation section: the methods ranked for this model (mean rank over the ranked measures,
+    best first), then per measure a table (mean, standard deviation, rank) and its curves."""
+    parts = [f"<section class=\"evaluation\" id=\"evaluation\"><h2>Evaluation: which method is most faithful "
+             f"for this model?</h2><p class=\"note\">{inputs} input(s). Methods ranked by their mean rank over the "
+             "ranked measures (1 is best).</p>"]
+    if overall:
+        rows = "".join(f"<tr class=\"{'best' if i == 0 else ''}\"><td>{i + 1}</td><td><code>{_e(m)}</code></td>"
+                       f"<td class=\"num\">{rank:.2f}</td></tr>" for i, (m, rank) in enumerate(overall))
+        parts.append(f"<table><tr><th>place</th><th>method</th><th>mean rank</th></tr>{rows}</table>")
+    for view in metrics:
+        better = {True: "higher is better", False: "lower is better", None: "not ranked"}[view.higher_is_better]
+        rows = "".join(
+            f"<tr class=\"{'best' if rank == 1 else ''}\"><td><code>{_e(m)}</code></td><td class=\"num\">"
+            f"{_num(mean)}</td><td class=\"num\">{_num(std)}</td><td class=\"num\">{count}</td>"
+            f"<td class=\"num\">{'' if rank is None else rank}</td></tr>" for m, mean, std, count, rank in view.rows)
+        if view.random is not None:
+            rows += (f"<tr><td>random order</td><td class=\"num\">{_num(view.random)}</td><td></td><td></td>"
+                     "<td></td></tr>")
+        plot = (f"<figure><img src=\"{_b64(view.plot_png)}\" alt=\"{_e(view.name)} curves\"></figure>"
+                if view.plot_png is not None else "")
+        parts.append(f"<div class=\"metric\"><h3>{_e(view.name)}</h3><p class=\"note\">{_e(view.description)} "
+                     f"({better})</p><table><tr><th>method</th><th>mean</th><th>std</th><th>n</th><th>rank</th>"
+                     f"</tr>{rows}</table>{plot}</div>")
+    parts.append("</section>\n")
+    return "".join(parts)

@@ -27,7 +27,7 @@ from onnxlrp.engine.registry import resolve
 from onnxlrp.lrp.recurrent import RecurrentEpsilon
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
-T, N, I, H = 5, 3, 4, 3
+T, N, F, H = 5, 3, 4, 3  # steps, batch, features, hidden
 
 
 def build(op, attrs=None, *, opset=17, seq=None, h0=False, c0=False, peep=False, bias=True, layout=0, seed=0,
@@ -37,8 +37,8 @@ def build(op, attrs=None, *, opset=17, seq=None, h0=False, c0=False, peep=False,
     g = np.random.default_rng(seed)
     D = 2 if attrs.get("direction") == "bidirectional" else 1
     G = GATES[op]
-    consts = {"W": g.normal(size=(D, G * H, I)) * 0.6, "R": g.normal(size=(D, G * H, H)) * 0.6}
-    names, data = ["X", "W", "R"], [("X", (N, T, I) if layout else (T, N, I))]
+    consts = {"W": g.normal(size=(D, G * H, F)) * 0.6, "R": g.normal(size=(D, G * H, H)) * 0.6}
+    names, data = ["X", "W", "R"], [("X", (N, T, F) if layout else (T, N, F))]
     if bias:
         consts["B"] = g.normal(size=(D, 2 * G * H)) * (0.0 if zero_bias else 0.4)
     names.append("B" if bias else "")
@@ -87,6 +87,7 @@ VARIANTS = [  # (id, op, attrs, build options)
         ("bidirectional_states", {"direction": "bidirectional"}, {"h0": True, "c0": True}),
         ("bidirectional_seq_lens", {"direction": "bidirectional"}, {"seq": [5, 2, 4]}),
         ("reverse_seq_lens_h0", {"direction": "reverse"}, {"seq": [3, 5, 1], "h0": True}),
+        ("bidirectional_empty_sequence", {"direction": "bidirectional"}, {"seq": [0, 2, 5], "h0": True, "c0": True}),
         ("layout1_bidirectional_seq", {"direction": "bidirectional"},
          {"layout": 1, "seq": [3, 5, 2], "h0": True, "c0": True, "opset": 14}),
         ("clip", {"clip": 0.7}, {}),
