@@ -231,7 +231,8 @@ def two_head_detector():
     w = {k: r.normal(size=s).astype(np.float32) for k, s in
          {"w0": (4, 2, 3, 3), "wa": (2, 4, 3, 3), "wb": (2, 4, 3, 3)}.items()}
     nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c0"], ["a0"]),
-             helper.make_node("Conv", ["a0", "wa"], ["ca"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["ca"], ["fa"]),
+             helper.make_node("Conv", ["a0", "wa"], ["ca"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["ca"], ["fa"]),
              helper.make_node("GlobalAveragePool", ["fa"], ["pa"]), helper.make_node("Flatten", ["pa"], ["ya"]),
              helper.make_node("Conv", ["a0", "wb"], ["cb"], strides=[2, 2], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["cb"], ["fb"]), helper.make_node("GlobalAveragePool", ["fb"], ["pb"]),
