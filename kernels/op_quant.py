@@ -8,9 +8,11 @@ integer ops (``QLinearConv``, ``QLinearMatMul``, ``QGemm``, ``MatMulInteger``, .
 The forward is the op's own (``y = saturate(round(x / s) + zp)``, ``x̂ = (q − zp)·s``; per tensor, per axis from
 opset 13, per block from opset 21), so a float64 pass reproduces the quantised values onnxruntime computes (up to
 rounding ties). The VJP is the straight-through estimator: ``DequantizeLinear`` scales by ``s``, ``QuantizeLinear``
-divides by ``s`` where ``x`` is inside the representable range ``[(q_min − zp)·s, (q_max − zp)·s]`` and passes
-nothing where it saturates (a quantised ReLU that the quantiser removed is such a clamp). A ``Q → DQ`` pair is thus
-the identity for relevance and for gradients, clipped to the range. Category ``structural`` (the gradient).
+divides by ``s``, so a ``Q → DQ`` pair is the identity for relevance and for gradients. One clamp is kept: where
+the representable range starts at exactly 0 (``zp = q_min``), the quantiser stands for a ReLU it removed
+(onnxruntime drops ``Relu``/``Clip`` before such a ``QuantizeLinear``), and ``x < 0`` passes nothing, as the ReLU
+would. Saturation at the calibrated extremes is not clipped: it depends on the calibration data, not on the model,
+and clipping it would zero the map of any input outside the calibrated range. Category ``structural``.
 """
 from __future__ import annotations
 
@@ -116,8 +118,8 @@ class DequantizeLinearKernel(_Quant):
 
 @register_kernel("QuantizeLinear", since=10)
 class QuantizeLinearKernel(_Quant):
-    """``q = saturate(round(x / s) + zp)`` per tensor, axis or block; VJP ``g / s`` inside the range (straight
-    through, clipped)."""
+    """``q = saturate(round(x / s) + zp)`` per tensor, axis or block; VJP ``g / s`` (straight through; 0 at
+    ``x < 0`` where the range starts at 0: a removed ReLU)."""
 
     def _parts(self, call):
         xp = call.xp
@@ -136,10 +138,15 @@ class QuantizeLinearKernel(_Quant):
         return (_numpy_int(xp, xp.clip(unclipped, lo, hi), name),)
 
     def vjp(self, call, grads):
-        unclipped, s, name = self._parts(call)
-        lo, hi = _RANGES[name]
-        inside = (unclipped >= lo) & (unclipped <= hi)
-        return scatter_ports(len(call.inputs), (0,), [grads[0] / s * inside])
+        xp = call.xp
+        x = call.inputs[0]
+        _, s, name = self._parts(call)
+        zp = call.inputs[2] if len(call.inputs) > 2 else None
+        lo = _RANGES[name][0]
+        # the range starts at 0 (a removed ReLU) where the zero point is the lowest integer; no zero point means 0
+        floor = xp.asarray(lo == 0) if zp is None else _broadcast(xp, _as_float(xp, zp, x.dtype) == lo, x,
+                                                                  call.attrs)
+        return scatter_ports(len(call.inputs), (0,), [grads[0] / s * ~(floor & (x < 0))])
 
 
 @register_kernel("DynamicQuantizeLinear", since=11)

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engine.session import Session
-from .errors import MethodError, NonFiniteError, ZeroRelevanceWarning
+from .engine.graph import Graph
+from .engine.lookup import IdsLookup, per_position
+from .engine.session import Session, choose_name
+from .errors import InputDtypeError, InputShapeError, MethodError, NonFiniteError, ZeroRelevanceWarning
 from .methods import resolve_method
 
 
@@ -40,20 +42,39 @@ class Explainer:
     The parameters (``model``, ``input_name``, ``output_name``, ``device``, ``dtype``, ``explain_softmax``, ``check``,
     ``memory_budget``) are those of :class:`~onnxlrp.engine.session.Session`, which this facade opens once: the
     engine is :attr:`session`, and :attr:`path`, :attr:`kernels`, :attr:`categories` and the names are its views.
+
+    An integer input (token, user or item ids, category codes) is explained at the float tensor that reads it (an
+    embedding lookup, a one-hot; :mod:`onnxlrp.engine.lookup`; ``lookup=`` names another): ``relevance`` then has
+    the ids' shape (the lookup's relevance summed over its last axis) and ``intermediate["lookup_relevance"]`` holds
+    the per-coordinate relevance.
     """
 
     def __init__(self, model, input_name: str | None = None, output_name: str | None = None, device: str = "cpu",
                  dtype: str = "float32", explain_softmax: bool = False, check: bool = True,
-                 memory_budget: int | None = None):
-        self.session = Session(model, input_name, output_name, device=device, dtype=dtype,
-                               explain_softmax=explain_softmax, check=check, memory_budget=memory_budget)
+                 memory_budget: int | None = None, lookup: str | None = None):
+        options = {"device": device, "dtype": dtype, "explain_softmax": explain_softmax, "check": check,
+                   "memory_budget": memory_budget}
+        graph = Graph(model, check=check)
+        chosen = choose_name("input", input_name, [i.name for i in graph.input_infos])
+        #: every input of the model as given (the explained one among them)
+        self.input_names = [i.name for i in graph.input_infos]
+        #: the explained input as the model declares it (ids for an integer input)
+        self.input_info = info = next(i for i in graph.input_infos if i.name == chosen)
+        #: for an integer input (ids), the float tensor that reads it, where relevance is computed
+        self.lookup = None
+        if lookup is not None or (info.dtype is not None and info.dtype.kind in "iu"):
+            self.lookup = IdsLookup(graph.model, chosen, lookup)
+            self.session = Session(self.lookup.cut, self.lookup.tensor, output_name, **options)
+        else:
+            self.session = Session(graph, chosen, output_name, **options)
 
     # ------------------------------------------------------------------------------------------ description
-    input_name = property(lambda self: self.session.input_name)
+    input_name = property(lambda self: self.lookup.ids_input if self.lookup else self.session.input_name)
     output_name = property(lambda self: self.session.output_name)
     model_output_name = property(lambda self: self.session.model_output_name)
-    input_shape = property(lambda self: self.session.input_shape)
-    input_dtype = property(lambda self: self.session.input_dtype)
+    input_shape = property(lambda self: tuple(d if isinstance(d, int) and d > 0 else None
+                                              for d in (self.input_info.shape or ())))
+    input_dtype = property(lambda self: self.input_info.dtype)
     output_shape = property(lambda self: self.session.output_shape)
     graph = property(lambda self: self.session.graph)
     cgraph = property(lambda self: self.session.canonical)
@@ -104,11 +125,17 @@ class Explainer:
         if not (keep == "all" or (isinstance(keep, (list, tuple, set, frozenset))
                                   and all(isinstance(k, str) for k in keep))):
             raise MethodError(f"keep must be 'all' or a list of tensor names; got {keep!r}")
+        ids = None
+        if self.lookup is not None:
+            ids, x, feeds = self._embed(x, feeds)
         x = session.validate_input(x)
         feeds = session.validate_feeds(feeds)
         options = {"rules": rules, "relevance_init": relevance_init, "keep": keep}
         relevance, output, targets, kept = m.run(session, x, feeds, target, full, options)
         relevance = session.host(relevance)
+        if ids is not None:
+            kept = {**kept, "lookup_relevance": relevance}
+            relevance = per_position(relevance, ids.shape)
         if not np.isfinite(relevance).all():
             raise NonFiniteError(f"the relevance for {session.input_name!r} contains NaN or inf")
         zero = [i for i in range(relevance.shape[0]) if not relevance[i].any()]
@@ -118,9 +145,26 @@ class Explainer:
                 "zero everywhere (the explained output does not depend on the input there, or every rule dropped it)"),
                 stacklevel=2)
         return Explanation(relevance=relevance, output=session.host(output), target=np.asarray(targets),
-                           method=method, params=full, input_name=session.input_name,
+                           method=method, params=full, input_name=self.input_name,
                            output_name=session.output_name,
                            intermediate={k: session.host(v) for k, v in kept.items()})
+
+    def _embed(self, ids, feeds):
+        """``(ids, the lookup tensor for them, feeds for the cut model)`` for an integer explained input."""
+        lookup = self.lookup
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu":
+            raise InputDtypeError(f"input {lookup.ids_input!r} takes integer ids; got an array of dtype {ids.dtype}")
+        if ids.ndim == 0 or ids.shape[0] == 0:
+            raise InputShapeError(f"input {lookup.ids_input!r} needs a batch of at least one sample; got shape "
+                                  f"{tuple(ids.shape)}")
+        feeds = dict(feeds or {})
+        embedded = lookup.embed(ids, feeds)
+        cut_inputs = {i.name for i in self.session.graph.input_infos}
+        fixed = {k: v for k, v in feeds.items() if k in cut_inputs}
+        if lookup.cut_reads_ids:
+            fixed[lookup.ids_input] = ids
+        return ids, embedded, fixed
 
 
 def explain(model, x, method: str = "epsilon_plus_flat", target=None, **kwargs) -> Explanation:
@@ -130,7 +174,7 @@ def explain(model, x, method: str = "epsilon_plus_flat", target=None, **kwargs) 
     ``explain_softmax``) go to it; the rest to :meth:`Explainer.explain`.
     """
     ctor = {k: kwargs.pop(k) for k in ("input_name", "output_name", "device", "dtype", "explain_softmax", "check",
-                                       "memory_budget") if k in kwargs}
+                                       "memory_budget", "lookup") if k in kwargs}
     return Explainer(model, **ctor).explain(x, method=method, target=target, **kwargs)
 
 

@@ -33,6 +33,29 @@ SLOW = ("tests/peers/", "tests/text/test_text_minilm.py", "tests/cli/test_cli_re
 ALLOWED_SKIP_PREFIX = "platform:"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--tolerances", action="store_true",
+                     help="print every recorded comparison (tests/helpers/compare.py): measured error, tolerance and "
+                          "margin; ONNXLRP_TOLERANCES=1 does the same, ONNXLRP_TOLERANCES=FILE.json also writes them")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    from tests.helpers import compare
+
+    target = os.environ.get("ONNXLRP_TOLERANCES", "")
+    if not (config.getoption("--tolerances") or target) or not compare.RECORDS:
+        return
+    if target not in ("", "1"):
+        import json
+
+        with open(target, "w", encoding="utf-8") as handle:
+            json.dump([dict(test=r.test, label=r.label, measured=r.measured, tol=r.tol, kind=r.kind)
+                       for r in compare.RECORDS], handle, indent=1)
+    terminalreporter.section("measured error against tolerance (margin = tol / measured; keep it near 10x)")
+    for line in compare.report_lines():
+        terminalreporter.write_line(line)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = item.nodeid.split("::")[0]

@@ -78,7 +78,7 @@ def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[
     labels = read_labels(args.labels, classes)
     target = resolve_target(args.target, labels, output_shape[1:], ex.output_name)
     feeds = read_feeds(args.feeds, ex.input_name)
-    others = {i.name for i in ex.graph.input_infos} - {ex.input_name}
+    others = set(ex.input_names) - {ex.input_name}
     if set(feeds) - others:
         raise NameSelectionError(f"--feed {sorted(set(feeds) - others)[0]}: the model has no other input of that name; "
                                  f"its inputs are: {', '.join(sorted(others | {ex.input_name}))}")

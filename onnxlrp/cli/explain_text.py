@@ -38,7 +38,7 @@ def cmd_explain_text(args: argparse.Namespace) -> int:
     classes = shape[-1] if shape and isinstance(shape[-1], int) else None
     labels = read_labels(args.labels, classes)
     tx.label_names = labels
-    target = resolve_target(args.target, labels, classes, tx.explainer.output_name)
+    target = resolve_target(args.target, labels, tuple(shape[1:]) if shape else (), tx.explainer.output_name)
     res = tx.explain(texts, method=method, target=target, **params)
     if args.html:
         fileio.write_text(Path(args.html), res.html(title=f"onnxlrp: {Path(args.model).name}, {method}"))

@@ -13,7 +13,9 @@ bilinear products, LayerNorm) apply unchanged and an optimised model is explaine
 * ``Gelu``, ``BiasGelu`` (``Add`` → erf ``Gelu``), ``FastGelu``, ``GemmFastGelu`` (tanh ``Gelu``), ``QuickGelu``
   (``onnxlrp::SiLU``), ``BiasAdd``; ``FusedConv``, ``FusedGemm`` (the op, then its activation), ``FusedMatMul``.
 
-``RotaryEmbedding`` and ``EmbedLayerNormalization`` are not decomposed (see ``NOT_DECOMPOSED``).
+``ai.onnx.ml``'s ``LinearClassifier`` (its score output) and ``LinearRegressor`` become an ``onnxlrp::Dense`` and
+their post-transform (``Softmax``, ``Sigmoid``). ``RotaryEmbedding`` and ``EmbedLayerNormalization`` are not
+decomposed (see ``NOT_DECOMPOSED``).
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ REWRITES = {
     "Gelu, BiasGelu, FastGelu, GemmFastGelu, QuickGelu, BiasAdd (com.microsoft)": "[MatMul →] [Add →] Gelu (erf or "
                                                                                   "tanh) / onnxlrp::SiLU",
     "FusedConv, FusedGemm, FusedMatMul (com.microsoft)": "Conv / Gemm / MatMul, then the activation",
+    "LinearClassifier, LinearRegressor (ai.onnx.ml)": "onnxlrp::Dense, then Softmax / Sigmoid (post_transform); "
+                                                      "a classifier's scores output",
 }
 
 #: fused ops left as they are, with the reason (an unsupported-op error names the node)
@@ -74,7 +78,10 @@ def decompose_contrib(graph, nodes, constants, protected, log) -> list[Node]:
 
 
 def _extra_outputs_read(n, read) -> bool:
-    """Outputs other than the first that something reads (SkipLayerNorm's sum output is rebuilt, so allowed)."""
+    """Outputs other than the first that something reads, and that the decomposition does not rebuild
+    (SkipLayerNorm's sum; a LinearClassifier's scores, its label staying onnxruntime's)."""
+    if n.op_type == "LinearClassifier":
+        return False
     allowed = {n.outputs[3]} if n.op_type.startswith("Skip") and len(n.outputs) > 3 else set()
     return any(t not in allowed for t in read)
 
@@ -284,6 +291,39 @@ def _fused_matmul(b: NodeBuilder):
     return None
 
 
+# ---------------------------------------------------------------------------------------------- ai.onnx.ml
+_POST = {"NONE": None, "SOFTMAX": ("Softmax", 13, {"axis": -1}), "LOGISTIC": ("Sigmoid", 13, {})}
+
+
+def _linear_model(b: NodeBuilder, classifier: bool):
+    """``LinearClassifier`` (its scores, output 1; the label stays onnxruntime's) and ``LinearRegressor``: a dense
+    layer ``x @ Wᵀ + b``, then the post-transform (Softmax, Sigmoid)."""
+    n, a = b.node, b.node.attrs
+    post = a.get("post_transform", "NONE")
+    post = post.decode() if isinstance(post, bytes) else post
+    if post not in _POST:
+        return f"post_transform {post!r} is not supported (NONE, SOFTMAX, LOGISTIC are)"
+    coef = np.asarray(a.get("coefficients") or [], dtype=np.float64)
+    intercepts = np.asarray(a.get("intercepts") or [], dtype=np.float64)
+    rows = len(a.get("classlabels_ints") or a.get("classlabels_strings") or []) if classifier \
+        else int(a.get("targets", 1))
+    out = n.outputs[1] if classifier else n.outputs[0]
+    if not rows or coef.size % rows or (intercepts.size not in (0, rows)):
+        return (f"coefficients for {coef.size // max(rows, 1)} rows and {rows} classes or targets (a single-row "
+                "binary classifier) are not supported")
+    if classifier and (len(n.outputs) < 2 or not out):
+        return "it has no score output"
+    weight = b.constant("weight", coef.reshape(rows, -1).T)
+    bias = b.constant("bias", intercepts) if intercepts.size else ""
+    step = _POST[post]
+    if step is None:
+        b.add("Dense", [n.inputs[0], weight, bias], [out], since=1, domain="onnxlrp")
+        return None
+    z = b.add("Dense", [n.inputs[0], weight, bias], [f"{n.name}::scores"], since=1, domain="onnxlrp")
+    b.add(step[0], [z], [out], step[2], step[1])
+    return None
+
+
 _HANDLERS = {
     (_MS, "Attention"): _attention,
     (_MS, "MultiHeadAttention"): _multi_head_attention,
@@ -299,4 +339,6 @@ _HANDLERS = {
     (_MS, "FusedConv"): _fused_conv,
     (_MS, "FusedGemm"): _fused_gemm,
     (_MS, "FusedMatMul"): _fused_matmul,
+    ("ai.onnx.ml", "LinearClassifier"): lambda b: _linear_model(b, classifier=True),
+    ("ai.onnx.ml", "LinearRegressor"): lambda b: _linear_model(b, classifier=False),
 }

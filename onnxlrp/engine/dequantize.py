@@ -321,7 +321,7 @@ def _matmul_nbits(graph, constants, n, log):
     """``MatMulNBits(A, B, scales, zero_points?, g_idx?, bias?)``: ``A @ Wᵀ (+ bias)`` with ``W`` (N, K) unpacked
     from ``bits``-bit blocks of ``block_size`` along K."""
     a = n.attrs
-    values = [_const(graph, constants, t) for t in n.inputs[1:4]]
+    values = [_const(graph, constants, _arg(n, k)) for k in (1, 2, 3)]
     k, cols, bits, block = int(a["K"]), int(a["N"]), int(a.get("bits", 4)), int(a["block_size"])
     if values[0] is None or values[1] is None or bits != 4 or _arg(n, 4):
         log.append(f"left MatMulNBits {n.name!r} as it is: only constant 4-bit weights without g_idx are supported")

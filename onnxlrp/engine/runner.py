@@ -36,8 +36,10 @@ class OrtRunner:
             if name in existing or name in inputs or name in graph.initializer_names or name in self.made:
                 continue
             info = graph.tensor_info(name)
-            elem = info.elem_type if info is not None and info.elem_type else onnx.TensorProto.FLOAT
-            model.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
+            if info is not None and info.elem_type:
+                model.graph.output.append(onnx.helper.make_tensor_value_info(name, info.elem_type, None))
+            else:  # no type known (an output of a com.microsoft op): onnxruntime infers it
+                model.graph.output.append(onnx.ValueInfoProto(name=name))
             existing.add(name)
         # tensors only: a sequence or map output (scikit-learn's ZipMap) is never read by a kernel
         self.outputs = [o.name for o in model.graph.output if o.type.WhichOneof("value") in (None, "tensor_type")]

@@ -55,8 +55,8 @@ class Session:
 
     Parameters
     ----------
-    model : path, bytes or onnx.ModelProto
-        The model (never modified).
+    model : path, bytes, onnx.ModelProto or Graph
+        The model (never modified; an already parsed :class:`~onnxlrp.engine.graph.Graph` is used as it is).
     input_name, output_name : str, optional
         The explained input and output; required when the model has several. A final Softmax/LogSoftmax is
         skipped so the logits are explained, unless ``explain_softmax=True``.
@@ -82,9 +82,9 @@ class Session:
         self.xp = get_xp(device)
         self.device = device
         self.dtype = np.dtype(DTYPES[dtype])
-        self.graph = Graph(model, check=check)
-        self.input_name = _choose("input", input_name, [i.name for i in self.graph.input_infos])
-        self.model_output_name = _choose("output", output_name, [o.name for o in self.graph.output_infos],
+        self.graph = model if isinstance(model, Graph) else Graph(model, check=check)
+        self.input_name = choose_name("input", input_name, [i.name for i in self.graph.input_infos])
+        self.model_output_name = choose_name("output", output_name, [o.name for o in self.graph.output_infos],
                                          extra=set(self.graph.producer))
         self.output_name = self.model_output_name if explain_softmax else self._logits(self.model_output_name)
         nodes, extra, log = canonize(self.graph, {self.output_name})
@@ -428,7 +428,8 @@ def infer_sizes(graph: Graph, input_name: str, shape: tuple) -> dict[str, int] |
     return sizes
 
 
-def _choose(kind: str, name: str | None, names: list[str], extra: set[str] = frozenset()) -> str:
+def choose_name(kind: str, name: str | None, names: list[str], extra: set[str] = frozenset()) -> str:
+    """``name`` checked against ``names`` (the model's inputs or outputs, or ``extra`` tensors), or the only one."""
     if name is not None:
         if name not in names and name not in extra:
             raise NameSelectionError(f"the model has no {kind} named {name!r}; its {kind}s are: "

@@ -31,6 +31,7 @@ The LRP presets (``epsilon``, ``epsilon_plus``…) use :class:`UniformProduct` o
 """
 from __future__ import annotations
 
+from ..lrp.recurrent import RecurrentEpsilon
 from ..lrp.rules import Epsilon, Gradient, Pass
 from ..lrp.transformer import LayerNormEpsilon, SoftmaxDT, Stop, UniformProduct
 from .base import lrp_method
@@ -86,6 +87,8 @@ def transformer_rules(session, params, conservative: bool) -> dict:
             gates = gate_ports(session, node) if conservative else ()
             receivers = tuple(p for p in (0, 1) if p not in gates) if gates else None
             rule = UniformProduct(peps, receivers)
+        elif category == "recurrent":  # Arras et al.: signal-take-all through the gates, epsilon on the linear parts
+            rule = RecurrentEpsilon(eps)
         else:
             rule = Gradient()
         rules[node.name] = rule

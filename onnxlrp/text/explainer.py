@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
 
+from ..engine.lookup import INT_TYPES, cut_at, find_embedding, table_type, upstream_model
 from ..errors import EmbeddingNotFoundError, MissingDependencyError, NameSelectionError, TokenizerError
 from ..views.tokens import render_html, softmax
 
@@ -112,97 +112,6 @@ class TextExplanation:
         return render_html(self, title)
 
 
-# ---------------------------------------------------------------------------------------------------- model cut
-INT_TYPES = {onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32}
-
-
-def _elem_np(elem_type: int):
-    return onnx.helper.tensor_dtype_to_np_dtype(elem_type)
-
-
-def _ancestors(graph: onnx.GraphProto, tensor: str) -> set[str]:
-    producer = {o: n for n in graph.node for o in n.output}
-    seen, stack = set(), [tensor]
-    while stack:
-        t = stack.pop()
-        if t in seen:
-            continue
-        seen.add(t)
-        node = producer.get(t)
-        if node is not None:
-            stack.extend(i for i in node.input if i)
-    return seen
-
-
-def find_embedding(model: onnx.ModelProto, ids_input: str) -> str:
-    """The output tensor of the first ``Gather`` (in node order) that looks the token ids up in a 2-D float
-    table (an initializer or a ``Constant``)."""
-    graph = model.graph
-    tables = {t.name: t for t in graph.initializer}
-    tables.update({n.output[0]: next((a.t for a in n.attribute if a.name == "value"), None)
-                   for n in graph.node if n.op_type == "Constant"})
-    for node in graph.node:
-        if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
-            continue
-        table = tables.get(node.input[0])
-        if table is None or len(table.dims) != 2 or table.data_type not in (
-                onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
-            continue
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-        if axis == 0 and ids_input in _ancestors(graph, node.input[1]):
-            return node.output[0]
-    raise EmbeddingNotFoundError(
-        f"cannot find the token embedding: no Gather looks up {ids_input!r} in a 2-D embedding table; name the "
-        "embedding tensor with embedding= (--embedding)")
-
-
-def cut_at(model: onnx.ModelProto, tensor: str, shape: Sequence) -> onnx.ModelProto:
-    """A copy of ``model`` where ``tensor`` is a graph input (its producer removed) of the given shape."""
-    cut = onnx.ModelProto()
-    cut.CopyFrom(model)
-    graph = cut.graph
-    producer = next((n for n in graph.node if tensor in n.output), None)
-    if producer is None:
-        raise NameSelectionError(f"the model has no tensor named {tensor!r} produced by a node")
-    if len(producer.output) != 1:
-        raise NameSelectionError(f"cannot cut the model at {tensor!r}: its node {producer.name!r} has several outputs")
-    elem = _table_type(model, producer)
-    graph.node.remove(producer)
-    for vi in list(graph.value_info):
-        if vi.name == tensor:
-            graph.value_info.remove(vi)
-    graph.input.append(onnx.helper.make_tensor_value_info(tensor, elem, list(shape)))
-    return cut
-
-
-def upstream_model(model: onnx.ModelProto, tensor: str, elem_type: int) -> onnx.ModelProto:
-    """A model computing only ``tensor``: the nodes it depends on, with their initializers and graph inputs (the
-    embedding lookup, not the whole encoder)."""
-    producer = {o: n for n in model.graph.node for o in n.output if o}
-    keep, stack = set(), [tensor]
-    while stack:
-        node = producer.get(stack.pop())
-        if node is not None and id(node) not in keep:
-            keep.add(id(node))
-            stack.extend(t for t in node.input if t)
-    nodes = [n for n in model.graph.node if id(n) in keep]
-    used = {t for n in nodes for t in n.input}
-    graph = onnx.helper.make_graph(nodes, f"{model.graph.name}-upstream-{tensor}",
-                                   [i for i in model.graph.input if i.name in used],
-                                   [onnx.helper.make_tensor_value_info(tensor, elem_type, None)],
-                                   [t for t in model.graph.initializer if t.name in used])
-    out = onnx.helper.make_model(graph, opset_imports=model.opset_import)
-    out.ir_version = model.ir_version
-    return out
-
-
-def _table_type(model: onnx.ModelProto, gather: onnx.NodeProto) -> int:
-    for t in model.graph.initializer:
-        if t.name == gather.input[0]:
-            return t.data_type
-    return onnx.TensorProto.FLOAT
-
-
 # ---------------------------------------------------------------------------------------------------- explainer
 class TextExplainer:
     """Explain a text classifier exported to ONNX, per token.
@@ -256,7 +165,7 @@ class TextExplainer:
         self.explainer = Explainer(self.cut.SerializeToString(), input_name=self.embedding, output_name=output_name,
                                    device=device, dtype=dtype, explain_softmax=explain_softmax)
         import onnxruntime as ort
-        probe = upstream_model(self.model, self.embedding, _table_type(self.model, gather))
+        probe = upstream_model(self.model, self.embedding, table_type(self.model, gather))
         self._embed = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
         self._embed_inputs = {i.name for i in probe.graph.input}
 

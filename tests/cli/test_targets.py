@@ -78,3 +78,18 @@ def test_feeds_are_checked(tmp_path, capsys, feeds, text):
                  "--out", str(tmp_path / "o"), *[f.replace("p.npy", str(tmp_path / "p.npy")) for f in feeds]])
     err = capsys.readouterr().err
     assert code in (2, 6) and text in err, err
+
+
+def test_integer_ids_from_the_command_line(tmp_path, capsys):
+    from tests.engine.test_integer_inputs import recommender
+    onnx.save(recommender(), tmp_path / "rec.onnx")
+    np.save(tmp_path / "user.npy", np.array([0, 3, 5]))
+    np.save(tmp_path / "item.npy", np.array([1, 1, 4]))
+    out = tmp_path / "out"
+    assert main(["explain", str(tmp_path / "rec.onnx"), str(tmp_path / "user.npy"), "--input-name", "user",
+                 "--feed", f"item={tmp_path / 'item.npy'}", "--target", "0", "--method", "input_x_gradient",
+                 "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    api = onnxlrp.Explainer(str(tmp_path / "rec.onnx"), input_name="user").explain(
+        np.array([0, 3, 5]), "input_x_gradient", target=0, feeds={"item": np.array([1, 1, 4])})
+    np.testing.assert_allclose([np.load(out / f"user_{i}.input_x_gradient.npy") for i in range(3)], api.relevance,
+                               rtol=1e-6)

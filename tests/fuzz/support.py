@@ -56,19 +56,21 @@ def bounded(seconds: float = EXAMPLE_SECONDS, what: str = "the example"):
         faulthandler.cancel_dump_traceback_later()
 
 
-_TRAILING = (":", ",", ";", "(", "[", "{", "-", " e.g.", " and", " or", " the", " of")
+_TRAILING = (",", ";", "(", "[", "{", "-", " e.g.", " and", " or", " the", " of")
 
 
-def sentence_problem(line: str) -> str | None:
-    """Why ``line`` is not a complete sentence (``None`` when it is): empty, fewer than three words, or cut off
-    (ends in ``:``, ``,``, an open bracket, ``e.g.`` or ``the``). Brackets are not counted: onnxruntime's own
-    messages, which onnxlrp quotes, have unbalanced ones."""
-    text = line.strip()
+def sentence_problem(message: str) -> str | None:
+    """Why the first line of ``message`` is not a complete sentence (``None`` when it is): empty, fewer than three
+    words, cut off (ends in ``,``, an open bracket, ``e.g.`` or ``the``: a repr that spans lines), or ending in
+    ``:`` with the rest on the next lines. Brackets are not counted: onnxruntime's own messages, which onnxlrp
+    quotes, have unbalanced ones; a single line may end in ``:`` when it quotes an empty name."""
+    lines = message.strip().splitlines()
+    text = lines[0].strip() if lines else ""
     if not text:
         return "it is empty"
     if len(text.split()) < 3:
         return "it has fewer than three words"
-    if text.endswith(_TRAILING):
+    if text.endswith(_TRAILING) or (text.endswith(":") and len(lines) > 1):
         return "it ends mid-sentence"
     return None
 
@@ -83,9 +85,8 @@ def check_error(exc: BaseException) -> OnnxLrpError:
     code = exc.exit_code
     assert code in EXIT_CODES and code not in (0, 1), \
         f"{type(exc).__name__} has exit code {code}, which is not a documented error code: {exc}"
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    problem = sentence_problem(first)
-    assert problem is None, f"{type(exc).__name__}'s first line is not a complete sentence ({problem}): {first!r}"
+    problem = sentence_problem(str(exc))
+    assert problem is None, f"{type(exc).__name__}'s first line is not a complete sentence ({problem}): {str(exc)!r}"
     return exc
 
 

@@ -52,7 +52,10 @@ def any_array(draw, max_dims=5):
     dtype = np.dtype(draw(st.sampled_from(WEIRD_DTYPES)))
     shape = draw(hnp.array_shapes(min_dims=0, max_dims=max_dims, min_side=0, max_side=4))
     if dtype.kind == "O":
-        return np.full(shape, draw(st.sampled_from([None, "a", 1.5, (1, 2)])), dtype=object)
+        array = np.empty(shape, dtype=object)
+        for index in np.ndindex(shape):
+            array[index] = draw(st.sampled_from([None, "a", 1.5, (1, 2)]))
+        return array
     return draw(hnp.arrays(dtype, shape))
 
 
@@ -122,12 +125,42 @@ def count_values():
     return st.sampled_from([-1, 0, 1, 2, 3, 2.0, 2.5, "3", True, None, 10**9, float("nan"), 100_001, [2]])
 
 
+def near_valid(name, shape):
+    """Values of the parameter's declared kind, valid or at its edges (so that runs go past the parameter check)."""
+    param = PARAMS[name]
+    if name in COUNTS:
+        return st.sampled_from([1, 2, 3, 2.0] + ([None] if param.optional else []))
+    kind = param.kind
+    if kind == "number":
+        return st.one_of(st.floats(0, 3), st.sampled_from([0.0, 1e-300, 1e-6, 1e38, 3e38, 1e308]))
+    if kind == "integer":
+        return st.sampled_from([0, 1, 2**32 - 1, None] if param.optional else [0, 1, 2])
+    if kind == "choice":
+        return st.sampled_from(param.choices)
+    if kind == "bool":
+        return st.booleans()
+    if kind == "names":
+        return st.sampled_from([(), ("bias",), ("weight",), "bias", ("bias", "weight")])
+    if kind == "classes":
+        return st.one_of(st.integers(-1, 6), st.just([0, 1]), st.just(np.array([1, 0])))
+    if kind == "text":
+        return NAMES
+    shapes = [(), (1,), shape[-1:], shape, (1, *shape), (2, *shape), (3,), (2, 1)]
+    return st.one_of(st.floats(-3, 3), st.sampled_from([0.0, -1e38, 1e38, None]),
+                     st.sampled_from(shapes).flatmap(lambda s: hnp.arrays(np.float64, s, elements=st.floats(-3, 3))))
+
+
 @st.composite
-def params(draw, method):
+def params(draw, method, shape):
     own = sorted(onnxlrp.methods()[method]["params"]) if method in onnxlrp.methods() else []
-    names = draw(st.lists(st.sampled_from(own + sorted(PARAMS) + ["bogus", "", "rules", "keep"]), max_size=3,
+    names = draw(st.lists(st.sampled_from(own * 4 + sorted(PARAMS) + ["bogus", "", "rules", "keep"]), max_size=3,
                           unique=True))
-    return {name: draw(count_values() if name in COUNTS else VALUES) for name in names}
+    out = {}
+    for name in names:
+        hostile = name not in PARAMS or draw(st.integers(0, 3)) == 0
+        out[name] = draw(count_values() if name in COUNTS and hostile else VALUES if hostile
+                         else near_valid(name, shape))
+    return out
 
 
 RULE_NAMES = st.sampled_from(sorted(RULES) + ["bogus", ""])
@@ -171,11 +204,11 @@ def test_hostile_arrays_and_targets(data):
 def test_hostile_parameters_rules_and_options(data):
     base = data.draw(st.sampled_from(sorted(BASES)), label="base")
     dtype = data.draw(st.sampled_from(["float32", "float64"]), label="dtype")
-    method = data.draw(st.one_of(st.sampled_from(METHODS), st.sampled_from(["", "EPSILON", "lrp_epsilon", "rap ",
-                                                                            "lrpsign_epsilon_nan", "lrp_z_mu_-1e400",
-                                                                            "lrpz_epsilon_0_1_std_x_mu_inf"])),
+    method = data.draw(st.sampled_from(METHODS * 4 + ["", "EPSILON", "lrp_epsilon", "rap ", "lrpsign_epsilon_nan",
+                                                      "lrp_z_mu_-1e400", "lrpz_epsilon_0_1_std_x_mu_inf"]),
                        label="method")
-    kwargs = data.draw(params(method), label="params")
+    shape = BASES[base][1]
+    kwargs = data.draw(params(method, shape), label="params")
     for key in ("steps", "samples"):  # keep valid runs cheap whatever else was drawn
         if key not in kwargs and method in ("integrated_gradients", "smoothgrad"):
             kwargs[key] = 2
@@ -184,7 +217,6 @@ def test_hostile_parameters_rules_and_options(data):
         "relevance_init": st.one_of(st.sampled_from(["logit", "one_hot", "softmax"]), ANY_NUMBER),
         "feeds": st.one_of(st.none(), st.just({}), st.just({"x": np.ones(1)}), st.just({"ghost": 1}), NAMES)}),
         label="options")
-    shape = BASES[base][1]
     x = np.random.default_rng(0).normal(size=(2, *shape)).astype(dtype)
     target = data.draw(st.one_of(st.none(), st.integers(-1, 6)), label="target")
     kind, value = support.outcome(lambda: _run(base, dtype, x, method, target, {**kwargs, **options}))

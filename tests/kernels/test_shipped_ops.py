@@ -5,6 +5,7 @@ a YOLO-style detector with nearest ×2 upsampling and two scale heads concatenat
 gradients equal torch autograd in float64 and whose LRP conserves the explained score."""
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 
@@ -23,15 +24,16 @@ def _w(r, *shape, scale=0.5):
 
 
 def upsampling_graph(bias: bool) -> onnx.ModelProto:
-    """Every new kernel on one relevance path, on (N, 2, 6, 6): Pad (reflect) → Conv → Max(·, 0) → ConvTranspose
-    (stride 2) → Resize (linear) ‖ Resize (nearest) of a second branch → Max of the two → Pad (edge, wrap) →
-    Min(·, 3) → Clip → GlobalAveragePool → Gemm."""
+    """Every new kernel on one relevance path, on (N, 2, 6, 6): Pad (reflect) → Conv → Max(·, 0), then ConvTranspose
+    (stride 2) → Relu → Resize (linear, ×1.5) in one branch and Conv → Max(0, ·) → Resize (nearest, to 18 × 18 by
+    ``axes``) in the other, Max of the two → Pad (edge, wrap) → Min(·, 3) → Clip(·, −2) → GlobalAveragePool → Gemm.
+    Every linear layer's output goes through a ReLU-like op, so the z⁺ rule conserves too."""
     r = np.random.default_rng(0)
     init = {"w1": _w(r, 4, 2, 3, 3), "wt": _w(r, 4, 3, 2, 2), "w2": _w(r, 3, 4, 1, 1), "wd": _w(r, 5, 3),
             "zero": np.float32(0), "three": np.float32(3), "lo": np.float32(-2.0),
             "p_reflect": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64),
-            "p_edge": np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64), "p_wrap": np.array([0, 0, 2, 1, 0, 0, 1, 0],
-                                                                                         np.int64),
+            "p_edge": np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64),
+            "p_wrap": np.array([0, 0, 2, 1, 0, 0, 1, 0], np.int64),
             "s_lin": np.array([1, 1, 1.5, 1.5], np.float32), "z_near": np.array([18, 18], np.int64)}
     if bias:
         init.update(b1=_w(r, 4, scale=0.1), bt=_w(r, 3, scale=0.1), b2=_w(r, 3, scale=0.1), bd=_w(r, 5, scale=0.1))
@@ -41,10 +43,12 @@ def upsampling_graph(bias: bool) -> onnx.ModelProto:
         helper.make_node("Conv", ["xp", "w1"] + b("b1"), ["c1"]),                                 # (N, 4, 6, 6)
         helper.make_node("Max", ["c1", "zero"], ["a1"]),
         helper.make_node("ConvTranspose", ["a1", "wt"] + b("bt"), ["t"], strides=[2, 2]),          # (N, 3, 12, 12)
-        helper.make_node("Resize", ["t", "", "s_lin"], ["u1"], mode="linear"),                     # (N, 3, 18, 18)
+        helper.make_node("Relu", ["t"], ["at"]),
+        helper.make_node("Resize", ["at", "", "s_lin"], ["u1"], mode="linear"),                    # (N, 3, 18, 18)
         helper.make_node("Conv", ["a1", "w2"] + b("b2"), ["c2"]),                                 # (N, 3, 6, 6)
-        helper.make_node("Resize", ["c2", "", "", "z_near"], ["u2"], axes=[2, 3],
-                         coordinate_transformation_mode="asymmetric", nearest_mode="floor"),                                                      # (N, 3, 18, 18)
+        helper.make_node("Max", ["zero", "c2"], ["a2"]),
+        helper.make_node("Resize", ["a2", "", "", "z_near"], ["u2"], axes=[2, 3],                  # (N, 3, 18, 18)
+                         coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
         helper.make_node("Max", ["u1", "u2"], ["m"]),
         helper.make_node("Pad", ["m", "p_edge"], ["pe"], mode="edge"),
         helper.make_node("Pad", ["pe", "p_wrap"], ["pw"], mode="wrap"),
@@ -84,9 +88,10 @@ def test_lrp0_equals_gradient_times_input_through_the_new_kernels(bias):
     np.testing.assert_allclose(lrp.relevance, gxi.relevance, rtol=1e-7, atol=1e-10)
 
 
-@pytest.mark.parametrize("method", ["epsilon", "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1"])
+@pytest.mark.parametrize("method", ["epsilon", "epsilon_plus", "epsilon_plus_flat", "epsilon_gamma_box"])
 def test_lrp_conserves_through_the_new_kernels(method):
-    """Bias-free and with the clip bounds inactive, every preset conserves the logit through them all."""
+    """Bias-free, the presets conserve the logit through all of them (linear Resize splits in proportion, the
+    gathers sum back, Max/Min/Clip pass relevance through)."""
     ex = onnxlrp.Explainer(upsampling_graph(bias=False), dtype="float64")
     x = np.random.default_rng(2).normal(size=(3, 2, 6, 6)) * 0.1
     res = ex.explain(x, method=method, epsilon=1e-12, stabilizer=1e-12)
@@ -205,11 +210,16 @@ def test_gradient_and_integrated_gradients_equal_torch_autograd(shipped):
 
 
 def test_epsilon_plus_flat_conserves_the_explained_score(shipped):
-    """With biases left out of the rules (``zero_params``) and tiny stabilisers, the relevance of each sample sums
-    to its explained score: nothing leaks at the pads, the upsampling, the transposed convolution or the concat."""
-    _, _, onnx_bytes, x, target, _ = shipped
-    ex = onnxlrp.Explainer(onnx_bytes, dtype="float64")
-    res = ex.explain(x, method="epsilon_plus_flat", target=target, epsilon=1e-12, stabilizer=1e-12,
-                     zero_params=("bias",))
+    """Bias-free, with tiny stabilisers, the relevance of each sample sums to its explained score (its largest
+    output, positive: z⁺ drops an output that only negative contributions reach): nothing leaks at the pads, the
+    upsampling, the transposed convolution, the concatenations or the reshapes."""
+    _, model, _, x, _, _ = shipped
+    model = copy.deepcopy(model).float()
+    with torch.no_grad():
+        for module in model.modules():
+            if getattr(module, "bias", None) is not None:
+                module.bias.zero_()
+    ex = onnxlrp.Explainer(_export(model, x.shape), dtype="float64")
+    res = ex.explain(x, method="epsilon_plus_flat", epsilon=1e-12, stabilizer=1e-12)
     score = res.output.reshape(len(x), -1)[np.arange(len(x)), res.target]
     np.testing.assert_allclose(res.relevance.reshape(len(x), -1).sum(axis=1), score, rtol=1e-7)

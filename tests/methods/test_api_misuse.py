@@ -8,6 +8,7 @@ import pytest
 import onnxlrp
 from onnxlrp import errors
 from onnxlrp.methods.params import PARAMS, Param
+from tests.helpers.compare import assert_close
 from tests.helpers.onnx_builders import relu_cnn
 
 
@@ -217,7 +218,7 @@ def test_multi_pass_methods_chunk_to_the_budget_with_the_same_result():
     tight = onnxlrp.Explainer(model, dtype="float64", memory_budget=budget)
     chunks = tight.session.chunks(8 * 3, None, 3, x.shape)
     assert [len(c) for c in chunks] == [6, 6, 6, 6]
-    np.testing.assert_allclose(tight.explain(x, "integrated_gradients", steps=8).relevance, whole.relevance,
+    assert_close(tight.explain(x, "integrated_gradients", steps=8).relevance, whole.relevance,
                                rtol=1e-12, atol=1e-14)
 
 

@@ -11,7 +11,7 @@ import torch
 
 import onnxlrp
 from onnxlrp import errors
-from tests.helpers.compare import rel_err as rel
+from tests.helpers.compare import assert_close, assert_rel
 
 zennit = pytest.importorskip("zennit")
 from zennit.attribution import Gradient  # noqa: E402
@@ -97,12 +97,12 @@ def test_clrp1_abs_logits_equals_zennit(setup):
     r = zennit_map(net, x, torch.as_tensor(seed))
     r_dual = zennit_map(net, x, torch.as_tensor(dual_seed))
     res = ex.explain(x.numpy(), method="clrp1", low=LOW, high=HIGH)
-    assert rel(res.intermediate["target_relevance"], r) < 1e-10
-    assert rel(res.intermediate["dual_relevance"], r_dual) < 1e-10
+    assert_rel(res.intermediate["target_relevance"], r, 1e-10)
+    assert_rel(res.intermediate["dual_relevance"], r_dual, 1e-10)
     expected = norm_diff(r, r_dual)
-    assert rel(res.intermediate["difference"], expected) < 1e-10
-    np.testing.assert_allclose(res.relevance, np.maximum(expected, 0), atol=1e-12)
-    np.testing.assert_allclose(res.intermediate["difference"].sum(axis=(1, 2, 3)), 0, atol=1e-12)
+    assert_rel(res.intermediate["difference"], expected, 1e-10)
+    assert_close(res.relevance, np.maximum(expected, 0), atol=1e-12)
+    assert_close(res.intermediate["difference"].sum(axis=(1, 2, 3)), 0, atol=1e-12)
 
 
 @pytest.mark.parametrize("mode", ["clrp2", "splice_sum", "contrast"])
@@ -128,9 +128,9 @@ def test_spliced_duals_equal_zennit_with_a_modified_last_layer(setup, mode):
     kwargs = {"clrp2": dict(method="clrp2"), "splice_sum": dict(method="clrp1", dual_seed="splice_sum"),
               "contrast": dict(method="clrp1", contrast=5)}[mode]
     res = ex.explain(x.numpy(), target=target, low=LOW, high=HIGH, **kwargs)
-    assert rel(res.intermediate["target_relevance"], r) < 1e-10
-    assert rel(res.intermediate["dual_relevance"], r_dual) < 1e-10
-    np.testing.assert_allclose(res.relevance, np.maximum(norm_diff(r, r_dual), 0), atol=1e-12)
+    assert_rel(res.intermediate["target_relevance"], r, 1e-10)
+    assert_rel(res.intermediate["dual_relevance"], r_dual, 1e-10)
+    assert_close(res.relevance, np.maximum(norm_diff(r, r_dual), 0), atol=1e-12)
 
 
 def test_uniform_target_and_raw_diff(setup):
@@ -141,8 +141,8 @@ def test_uniform_target_and_raw_diff(setup):
     dual_seed[np.arange(3), c] = 0
     r_dual = zennit_map(net, x, torch.as_tensor(dual_seed))
     res = ex.explain(x.numpy(), method="clrp1", dual_seed="uniform_target", combine="raw_diff", low=LOW, high=HIGH)
-    assert rel(res.intermediate["dual_relevance"], r_dual) < 1e-10
-    np.testing.assert_allclose(res.relevance, np.maximum(res.intermediate["target_relevance"] - r_dual, 0),
+    assert_rel(res.intermediate["dual_relevance"], r_dual, 1e-10)
+    assert_close(res.relevance, np.maximum(res.intermediate["target_relevance"] - r_dual, 0),
                                atol=1e-12)
 
 
@@ -163,7 +163,7 @@ def test_clrp1_abs_logits_is_linear_in_the_per_class_seeds(setup):
         single = ex.explain(x.numpy(), method="clrp1", target=k, low=LOW, high=HIGH).intermediate["target_relevance"]
         weight = np.where(res.target == k, 0.0, 1.0)[:, None, None, None]
         total = total + single * weight
-    assert rel(res.intermediate["dual_relevance"], total) < 1e-10
+    assert_rel(res.intermediate["dual_relevance"], total, 1e-10)
 
 
 def test_clrp2_with_an_epsilon_head_is_rejected(setup):
@@ -190,8 +190,8 @@ def test_sglrp_equals_zennit_two_pass(setup):
     r, r_dual = zennit_map(net, x, torch.as_tensor(seed)), zennit_map(net, x, torch.as_tensor(dual))
     expected = r - r_dual * r.sum((1, 2, 3), keepdims=True) / r_dual.sum((1, 2, 3), keepdims=True)
     res = ex.explain(x.numpy(), method="sglrp", low=LOW, high=HIGH)
-    assert rel(res.relevance, expected) < 1e-10
-    np.testing.assert_allclose(res.relevance.sum(axis=(1, 2, 3)), 0, atol=1e-12)
+    assert_rel(res.relevance, expected, 1e-10)
+    assert_close(res.relevance.sum(axis=(1, 2, 3)), 0, atol=1e-12)
 
 
 def test_contrastive_parameters_are_checked(setup):

@@ -32,6 +32,7 @@ from onnxlrp.lrp.rap import (
     shift,
 )
 from onnxlrp.methods.rap import logit_node
+from tests.helpers.compare import assert_close, assert_rel, within
 from tests.helpers.compare import rel_err as rel_l2
 from tests.helpers.onnx_builders import make_model
 
@@ -372,11 +373,11 @@ def test_golden_first_step():
     kernel, call = dense_call(w, [[1, 0.5, 2, 0]], [0.3, -7.0])
     seed = np.array([[1.0, 0.0]])
     op = kernel.linear_op(call)
-    assert op.forward(op.inputs, op.params)[0, 0] == pytest.approx(0.8)
+    assert_close(op.forward(op.inputs, op.params)[0, 0], 0.8, rtol=1e-6, atol=1e-12)
     raw = first_contributions(np, op, seed)
-    np.testing.assert_allclose(raw[0], [0.8, -0.8, 0.8, 0], atol=1e-12)
-    np.testing.assert_allclose(redistribute(np, raw)[0], [0.266667, 0.266667, 0.266667, 0], atol=1e-6)
-    np.testing.assert_allclose(RapFirst().propagate(kernel, call, (seed,))[0][0], [0.8 / 3] * 3 + [0], atol=1e-12)
+    assert_close(raw[0], [0.8, -0.8, 0.8, 0], atol=1e-12)
+    assert_close(redistribute(np, raw)[0], [0.266667, 0.266667, 0.266667, 0], atol=1e-6)
+    assert_close(RapFirst().propagate(kernel, call, (seed,))[0][0], [0.8 / 3] * 3 + [0], atol=1e-12)
 
 
 W_HIDDEN = [[1, -0.5, 0.25], [-1, 2, 0.5], [0.5, 0.5, -1], [0, -0.25, 1.5]]
@@ -397,12 +398,12 @@ def test_golden_hidden_layer(variant, node):
         r = R_HIDDEN[:, :, None, None]
     op = kernel.linear_op(call)
     c = branch_contributions(np, op, r, op.inputs[0], variant)
-    np.testing.assert_allclose(c.ravel(), before, atol=1e-6)
+    assert_close(c.ravel(), before, atol=1e-6)
     axes = (-1,) if variant == "linear" else tuple(range(1, r.ndim))
-    np.testing.assert_allclose(shift(np, c, r, axes).ravel(), after, atol=1e-6)
+    assert_close(shift(np, c, r, axes).ravel(), after, atol=1e-6)
     k = RapHidden(variant).propagate(kernel, call, (r,))[0]
-    np.testing.assert_allclose(k.ravel(), after, atol=1e-6)
-    assert k.sum() == pytest.approx(1.0, abs=1e-12)
+    assert_close(k.ravel(), after, atol=1e-6)
+    assert_close(k.sum(), 1.0, rtol=1e-6, atol=1e-12)
 
 
 # ============================================================================================ parity with the authors
@@ -415,7 +416,7 @@ def test_equal_to_the_authors_code(name):
     theirs = authors_rap(model, x, targets)
     for n in range(len(x)):
         err = rel_l2(ours[n], theirs[n])
-        assert err <= 1e-6, f"{name} sample {n}: relative L2 {err:.3g}"
+        assert within(err, 1e-6, f"sample {n}"), f"{name} sample {n}: relative L2 {err:.3g}"
 
 
 def test_basicblock_resnet_runs_and_matches_the_fixed_walk():
@@ -424,9 +425,9 @@ def test_basicblock_resnet_runs_and_matches_the_fixed_walk():
     res = ex.explain(x, method="rap", target=targets)
     theirs = authors_rap(model, x, targets)
     for n in range(len(x)):
-        assert rel_l2(res.relevance[n], theirs[n]) <= 1e-6
+        assert_rel(res.relevance[n], theirs[n], 1e-6)
         z = logits[n, targets[n]]
-        assert res.relevance[n].sum() == pytest.approx(z, rel=1e-6)
+        assert_close(res.relevance[n].sum(), z, rtol=1e-6, atol=1e-12)
 
 
 # ============================================================================================ properties (§4.7)
@@ -438,7 +439,7 @@ def test_conservation_end_to_end(name):
     _, ex, x, targets, logits = case(name)
     r = ex.explain(x, method="rap", target=targets).relevance
     for n in range(len(x)):
-        assert r[n].sum() == pytest.approx(logits[n, targets[n]], rel=1e-6)
+        assert_close(r[n].sum(), logits[n, targets[n]], rtol=1e-6, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["vgg", "resnet_bottleneck"])
@@ -449,7 +450,7 @@ def test_first_step_shares_the_sign_of_the_logit_and_sums_to_it(name):
     a = res.intermediate[penultimate]
     for n in range(len(x)):
         z = logits[n, targets[n]]
-        assert a[n].sum() == pytest.approx(z, rel=1e-9)
+        assert_close(a[n].sum(), z, rtol=1e-9, atol=1e-12)
         assert np.all(a[n] * np.sign(z) >= 0) and np.any(a[n] != 0)
 
 
@@ -464,7 +465,7 @@ def test_every_node_conserves_on_vgg():
         if node.name == logits:
             continue  # the first step maps the seed (sum 1) to z_c: test_first_step_...
         r_out, r_in = kept[node.outputs[0]], kept[node.inputs[0]]
-        np.testing.assert_allclose(r_in.reshape(2, -1).sum(1), r_out.reshape(2, -1).sum(1), rtol=1e-9,
+        assert_close(r_in.reshape(2, -1).sum(1), r_out.reshape(2, -1).sum(1), rtol=1e-9,
                                    err_msg=node.name)
         if ex.categories[node.name] == "activation":
             np.testing.assert_array_equal(r_in, r_out)
@@ -482,7 +483,7 @@ def test_residual_add_and_fan_out_conserve():
     assert len(cuts) == 5
     z = logits[np.arange(2), targets]
     for t in cuts:
-        np.testing.assert_allclose(res.intermediate[t].reshape(2, -1).sum(1), z, rtol=1e-9, err_msg=t)
+        assert_close(res.intermediate[t].reshape(2, -1).sum(1), z, rtol=1e-9, err_msg=t)
     rules = {name: rule for name, _, rule in ex.rules_for("rap")}
     assert all(rules[n.name] == "Norm(epsilon=0.0, zero_params=())" for n in ex.path.nodes if n.op_type == "Add")
 
@@ -504,25 +505,25 @@ def test_hidden_layer_conserves_for_non_negative_inputs_and_doubles_otherwise():
     r = rng.standard_normal((2, 5, 3, 3)) * (rng.random((2, 5, 3, 3)) < 0.7)
     axes = (1, 2, 3)
     out = RapHidden("conv").propagate(kernel, Call(node, (relu, w), (), (True, False), np), (r,))[0]
-    np.testing.assert_allclose(out.sum(axis=axes), r.sum(axis=axes), rtol=1e-9)
+    assert_close(out.sum(axis=axes), r.sum(axis=axes), rtol=1e-9)
     assert np.all(out[relu == 0] == 0)
     # [code quirk] signed input: each branch is conserved separately, so the layer outputs 2ΣR
     out = RapHidden("conv").propagate(kernel, Call(node, (x, w), (), (True, False), np), (r,))[0]
-    np.testing.assert_allclose(out.sum(axis=axes), 2 * r.sum(axis=axes), rtol=1e-9)
+    assert_close(out.sum(axis=axes), 2 * r.sum(axis=axes), rtol=1e-9)
     # the dense variant, per sample over the last axis
     dense_w = rng.standard_normal((6, 9))
     kernel, call = dense_call(dense_w, np.maximum(rng.standard_normal((1, 9)), 0))
     call = Call(call.node, (np.maximum(rng.standard_normal((3, 9)), 0), dense_w), (), (True, False), np)
     r = rng.standard_normal((3, 6))
     out = RapHidden("linear").propagate(kernel, call, (r,))[0]
-    np.testing.assert_allclose(out.sum(axis=1), r.sum(axis=1), rtol=1e-9)
+    assert_close(out.sum(axis=1), r.sum(axis=1), rtol=1e-9)
 
 
 def test_input_zbox_conserves_and_keeps_the_sign_of_r():
     kernel, node, x, w, rng = _random_conv(2)
     r = np.abs(rng.standard_normal((2, 5, 6, 6)))
     out = RapInput().propagate(kernel, Call(node, (x, w), (), (True, False), np), (r,))[0]
-    np.testing.assert_allclose(out.sum(axis=(1, 2, 3)), r.sum(axis=(1, 2, 3)), rtol=1e-9)
+    assert_close(out.sum(axis=(1, 2, 3)), r.sum(axis=(1, 2, 3)), rtol=1e-9)
     assert np.all(out >= -1e-12)
 
 
@@ -536,7 +537,7 @@ def test_maxpool_conserves_and_drops_zero_windows():
     call = Call(node, (x,), (None,), (True,), np)
     r = np.arange(1.0, 9.0).reshape(1, 2, 2, 2)
     out = RapMaxPool().propagate(kernel, call, (r,))[0]
-    assert out.sum() == pytest.approx(r.sum() - r[0, 0, 0, 0])
+    assert_close(out.sum(), r.sum() - r[0, 0, 0, 0], rtol=1e-6, atol=1e-12)
     assert np.count_nonzero(out) == 7
 
 
@@ -585,11 +586,11 @@ def test_logit_layer_without_bias_and_non_dense_logits():
     ex = onnxlrp.Explainer(model.SerializeToString(), dtype="float64")
     x = np.abs(rng.standard_normal((2, 4)))
     res = ex.explain(x, method="rap", target=0)
-    np.testing.assert_allclose(res.relevance.sum(1), res.output[:, 0], rtol=1e-9)
+    assert_close(res.relevance.sum(1), res.output[:, 0], rtol=1e-9)
     # [code quirk] the first dense layer gets the hidden rule (the code's Linear has no input rule): on a signed input
     # both branches are conserved, so the map sums to 2 z_c
     signed = ex.explain(x * np.array([1, -1, 1, -1]), method="rap", target=0)
-    np.testing.assert_allclose(signed.relevance.sum(1), 2 * signed.output[:, 0], rtol=1e-9)
+    assert_close(signed.relevance.sum(1), 2 * signed.output[:, 0], rtol=1e-9)
     conv_head = make_model([helper.make_node("Conv", ["x", "w"], ["y"])], [("x", [1, 2, 1, 1])], [("y", [1, 3, 1, 1])],
                            {"w": rng.standard_normal((3, 2, 1, 1)).astype(np.float32)})
     with pytest.raises(errors.MethodError, match="RAP needs the logits"):
@@ -631,6 +632,6 @@ def test_unfolding_recovers_the_original_dense_parameters_and_the_fallback_agree
     exact = ex.explain(x, method="rap", target=1).relevance
     monkeypatch.setattr(rap, "_original_params", lambda ex, pre: None)
     fallback = ex.explain(x, method="rap", target=1).relevance
-    np.testing.assert_allclose(fallback, exact, rtol=1e-9, atol=1e-12)
+    assert_close(fallback, exact, rtol=1e-9, atol=1e-12)
     monkeypatch.setattr(rap, "unfolded", lambda ex, node: None)
     assert rel_l2(ex.explain(x, method="rap", target=1).relevance, exact) > 1e-3  # folded as is: not RAP's map

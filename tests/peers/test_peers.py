@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from tests.helpers.compare import rel_err
+from tests.helpers.compare import assert_rel, record, rel_err
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
@@ -89,6 +89,7 @@ def check(key: str, method: str, dtype: str, actual, expected) -> float:
     err = rel_err(actual, expected)
     ERRORS[f"{key}/{dtype}"] = err
     bound = TOL64 if dtype == "float64" else TOL32.get(method, TOL32_DEFAULT)
+    record(err, bound, f"{key}/{dtype}")
     assert err <= bound, f"{key} ({dtype}): relative L2 error {err:.3e} > {bound:.0e}"
     return err
 
@@ -254,11 +255,11 @@ def test_models_agree(cases, name):
     with torch.no_grad():
         plain = case.torch64(case.x64).numpy()
         zennit_form = case.zennit64(case.x64).numpy()
-    assert rel_err(zennit_form, plain) <= 1e-13
+    assert_rel(zennit_form, plain, 1e-13)
     out64 = case.explainer("float64").explain(case.inputs("float64"), method="gradient", target=TARGETS).output
     out32 = case.explainer("float32").explain(case.inputs("float32"), method="gradient", target=TARGETS).output
-    assert rel_err(out64, plain) <= (1e-6 if case.spec.fold or case.spec.dynamo else 1e-12)
-    assert rel_err(out32, plain) <= 1e-5
+    assert_rel(out64, plain, 1e-6 if case.spec.fold or case.spec.dynamo else 1e-12, "float64 forward")
+    assert_rel(out32, plain, 1e-5)
     ops = {n.op_type for n in onnx.load_from_string(case.onnx_bytes).graph.node}
     if name in ("vgg_bn", "resnet_basic", "resnet_bottleneck", "mobilenet"):
         assert "BatchNormalization" in ops          # folded by onnxlrp, not by the exporter
@@ -333,7 +334,7 @@ def test_lrp0_norm_stabiliser_convention(cases):
     matched = zennit_relevance(case.zennit64, case.x64, zennit_composite("lrp0", []))
     ERRORS["densenet/lrp0 vs zennit base map (Norm stabiliser 1e-6)/float64"] = rel_err(actual, default)
     assert rel_err(actual, default) > TOL64
-    assert rel_err(actual, matched) <= 1e-10
+    assert_rel(actual, matched, 1e-10)
 
 
 class _MergeBatchNormZeroEps(SequentialMergeBatchNorm):
@@ -372,15 +373,15 @@ def test_zennit_merge_keeps_eps():
     with Gradient(zennit64, zennit_composite("epsilon_plus", [fixed])) as attributor:
         fixed_out, fixed_rel = attributor(x64.clone(), one_hot())
 
-    assert rel_err(ours.output, plain) <= 1e-12                    # onnxlrp: the model's own forward
+    assert_rel(ours.output, plain, 1e-12)                    # onnxlrp: the model's own forward
     assert rel_err(zennit_out.detach().numpy(), plain) > 1e-6       # zennit: off by the leftover 1/sqrt(1+eps)
-    assert rel_err(fixed_out.detach().numpy(), plain) <= 1e-12
+    assert_rel(fixed_out.detach().numpy(), plain, 1e-12)
     quirk = rel_err(ours.relevance, zennit_rel.numpy())
     ERRORS["resnet_basic (BN eps=1e-5)/epsilon_plus vs stock zennit/float64"] = quirk
     ERRORS["resnet_basic (BN eps=1e-5)/epsilon_plus vs zennit with eps zeroed/float64"] = rel_err(
         ours.relevance, fixed_rel.numpy())
     assert 1e-9 < quirk <= TOL64                                    # small but nonzero
-    assert rel_err(ours.relevance, fixed_rel.numpy()) <= 1e-12
+    assert_rel(ours.relevance, fixed_rel.numpy(), 1e-12)
 
 
 # ------------------------------------------------------------------------------------------------ Captum
