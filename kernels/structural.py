@@ -223,8 +223,10 @@ class SliceKernel(Kernel):
 
 @register_kernel("Pad", since=1)
 class PadKernel(Kernel):
-    """Pad in every mode: ``constant`` (negative pads crop; VJP crops the padding off), ``reflect``, ``edge``,
-    ``wrap`` (gathers along each padded axis: the VJP sums what lands on the same source position)."""
+    """Pad in every mode: ``constant``, ``reflect``, ``edge``, ``wrap`` (opset 19); negative pads crop.
+
+    Constant padding's VJP crops the padding off; reflect/edge/wrap are gathers along each padded axis, whose VJP
+    sums what lands on the same source position."""
 
     MODES = ("constant", "reflect", "edge", "wrap")
 

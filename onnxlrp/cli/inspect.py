@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from ..engine import registry as engine_registry
-from ..errors import UnsupportedOpError
+from ..errors import UnsupportedGraphError, UnsupportedOpError
 from ..inputs.images import format_shape
 from .args import ChosenMethod, first_line, one_method
 from .inputs import open_explainer
@@ -21,7 +21,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     method, params = chosen.name, chosen.params
     try:
         ex = open_explainer(args)
-    except UnsupportedOpError as exc:
+    except (UnsupportedOpError, UnsupportedGraphError) as exc:
         _inspect_unexplainable(args, exc)
         raise
     info = ex.model_info()
@@ -97,8 +97,9 @@ def _kernel_status(op: str, on_path: bool, registered: dict) -> str:
     return "yes" if op in registered else "MISSING"
 
 
-def _inspect_unexplainable(args: argparse.Namespace, exc: UnsupportedOpError) -> None:
-    """Describe a model the engine refuses (an op without a kernel) from the ONNX file alone, then the error."""
+def _inspect_unexplainable(args: argparse.Namespace, exc: UnsupportedOpError | UnsupportedGraphError) -> None:
+    """Describe a model the engine refuses (an op without a kernel, an output that does not depend on the input)
+    from the ONNX file alone, then the error."""
     import onnx
     try:
         proto = onnx.load(args.model, load_external_data=False)
@@ -116,21 +117,25 @@ def _inspect_unexplainable(args: argparse.Namespace, exc: UnsupportedOpError) ->
     registered = engine_registry.registered()
     ops = [{"op_type": op, "count": n, "kernel": "yes" if op in registered else "no kernel"}
            for op, n in sorted(hist.items(), key=lambda kv: (-kv[1], kv[0]))]
-    missing = _missing_kernels(exc)
+    unsupported = getattr(exc, "unsupported", [])
+    reason = (f"on the relevance path without a kernel: {_missing_kernels(exc)}" if unsupported
+              else first_line(exc))
     if args.json:
         print(json.dumps(jsonable({"model": str(args.model), "info": info, "ops": ops,
-                                    "coverage": {"explainable": False, "methods": [], "missing": missing},
+                                    "coverage": {"explainable": False, "methods": [], "reason": reason,
+                                                 "missing": _missing_kernels(exc) if unsupported else ""},
                                     "error": str(exc)}), indent=2))
         return
     _print_header(args.model, info, args.input_name, args.output_name)
-    print(f"\ncoverage  explainable: no, with no method: on the relevance path without a kernel: {missing}")
-    for node in sorted((n for n, _ in exc.unsupported), key=lambda n: n.index):
+    print(f"\ncoverage  explainable: no, with no method: {reason}")
+    for node in sorted((n for n, _ in unsupported), key=lambda n: n.index):
         if node.op_type == "ZipMap" and node.inputs:  # scikit-learn's: probabilities as maps; explain the tensor
             print(f"{'':<9} hint: ZipMap turns a tensor into a list of maps; explain the tensor before it with "
                   f"--output-name {node.inputs[0]}")
     _print_ops(ops, note="kernel: whether onnxlrp has one for the op type")
     print(f"\nsupported op types: {', '.join(sorted(op for op in registered if not op.startswith('onnxlrp::')))}")
-    print("(the nodes without a kernel are listed on stderr)")
+    if unsupported:
+        print("(the nodes without a kernel are listed on stderr)")
 
 
 def _missing_kernels(exc: UnsupportedOpError) -> str:

@@ -252,13 +252,14 @@ def random_subsets(n: int, features: int, subset_size: int, runs: int, seed: int
 
 
 def faithfulness_correlation(model, x, target, relevance, *, subset_size: int = 224, nr_runs: int = 100,
-                             baseline="black", output: str = "probability", abs: bool = False, seed: int = 0,
+                             baseline="black", output: str = "logit", abs: bool = False, seed: int = 0,
                              subsets: np.ndarray | None = None) -> Scores:
     """Faithfulness correlation (Bhatt et al. 2020; Quantus ``FaithfulnessCorrelation``).
 
     For ``nr_runs`` random subsets ``S`` of ``subset_size`` features (elements of ``x``), the Pearson correlation
     between ``sum_{i in S} R_i`` and ``f_c(x) - f_c(x_{S -> baseline})``; higher is better. ``subsets``
     ``(N, runs, subset_size)`` fixes the subsets (e.g. Quantus's own draws); otherwise they are drawn with ``seed``.
+    ``output`` defaults to the logit, as Quantus's ``softmax=False`` default for this measure.
     ``extra`` holds the relevance sums and output drops ``(N, runs)``.
     """
     runner, x, targets, a = _prepare(model, x, target, relevance, output)

@@ -141,7 +141,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "(lower is better)", _road, {"noise": 0.01, "output": "probability"}, random_baseline=True),
     Metric("faithfulness_correlation", "faithfulness", "Pearson correlation of summed relevance and output drop "
            "over random subsets (higher is better)", _correlation,
-           {"subset_size": None, "nr_runs": 100, "baseline": "black", "output": "probability"}),
+           {"subset_size": None, "nr_runs": 100, "baseline": "black", "output": "logit"}),
     Metric("completeness", "faithfulness", "sum R / f_c(x) (1 is complete; not ranked)", _completeness,
            {"output": "logit"}),
     Metric("mprt", "randomisation", "Spearman correlation with the map of the fully randomised model "

@@ -93,3 +93,13 @@ def test_integer_ids_from_the_command_line(tmp_path, capsys):
         np.array([0, 3, 5]), "input_x_gradient", target=0, feeds={"item": np.array([1, 1, 4])})
     np.testing.assert_allclose([np.load(out / f"user_{i}.input_x_gradient.npy") for i in range(3)], api.relevance,
                                rtol=1e-6)
+
+
+def test_inspect_describes_a_model_whose_output_does_not_depend_on_the_input(tmp_path, capsys):
+    model = make_model([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Cast", ["s"], ["y"], to=1)],
+                       [("x", ["N", 3])], [("y", [2])])
+    onnx.save(model, tmp_path / "m.onnx")
+    assert main(["inspect", str(tmp_path / "m.onnx")]) == 5
+    out, err = capsys.readouterr()
+    assert "explainable: no, with no method: output 'y' does not depend on input 'x'" in out
+    assert "Shape      1" in out and len(err.strip().splitlines()) == 1

@@ -145,20 +145,24 @@ def test_road_imputation_equals_quantus_sparse_solve(setup):
         _record(f"road imputation ({p} %)", ours, theirs, 1e-8)
 
 
-def test_faithfulness_correlation(setup):
+def test_faithfulness_correlation(setup, monkeypatch):
     model, _, ex, x, y, maps = setup
-    runs, size, features = 20, 32, SIDE * SIDE
+    runs, size = 20, 32
     metric = quantus.FaithfulnessCorrelation(nr_runs=runs, subset_size=size, return_aggregate=False,
                                              disable_warnings=True)
+    drawn, choice = [], np.random.choice
+
+    def recording_choice(*args, **kwargs):  # Quantus's own subsets: per run, one per sample
+        out = choice(*args, **kwargs)
+        drawn.append(out)
+        return out
+
+    monkeypatch.setattr(np.random, "choice", recording_choice)
     np.random.seed(123)
     q = _quiet(metric, model, x, y, a_batch=maps["random"])
-    np.random.seed(123)  # Quantus's draws, in its order: per run one subset per sample, then the N values its
-    drawn = []           # baseline helper draws for "uniform" whichever baseline is used
-    for _ in range(runs):
-        drawn.append(np.stack([np.random.choice(features, size, replace=False) for _ in range(N)]))
-        np.random.uniform(0.0, 1.0, size=N)
-    drawn = np.stack(drawn, axis=1)
-    ours = ev.faithfulness_correlation(ex, x, y, maps["random"], subsets=drawn)
+    monkeypatch.undo()
+    subsets = np.stack(drawn).reshape(runs, N, size).transpose(1, 0, 2)
+    ours = ev.faithfulness_correlation(ex, x, y, maps["random"], subsets=subsets)
     _record("faithfulness_correlation", ours.values, q)
 
 
