@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench bench-text clean browser
+.PHONY: demo test fuzz bench bench-text clean browser
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(VENV)/.runtime: pyproject.toml
 
 $(VENV)/.test: pyproject.toml $(VENV)/.runtime
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m pip install -q --no-deps signxai2==0.5.0 lxt==2.1
+	$(PY) -m pip install -q --no-deps signxai2==0.5.0 lxt==2.1 quantus==0.6.0
 	touch $@
 
 # The shipped digits CNN on its ten sample images, three methods; needs only the runtime dependencies.
@@ -34,6 +34,11 @@ browser:
 	    { echo "installing chromium (apt) for the report test"; \
 	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
 	      || echo "could not install chromium; the report rendering test will fail"; }
+
+# The fuzz suite's long profile: many more generated models, inputs and command lines than `make test` runs
+# (tests/fuzz/conftest.py; a few minutes on 2 cores). ONNXLRP_FUZZ=random looks further with a fresh seed each run.
+fuzz: $(VENV)/.test
+	ONNXLRP_FUZZ=long $(PY) -m pytest -q tests/fuzz
 
 bench: $(VENV)/.test
 	$(PY) tools/bench.py

@@ -16,19 +16,19 @@ from . import (  # noqa: F401
     op_conv,
     op_conv_transpose,
     op_dense,
+    op_fused,
     op_gather,
     op_math,
     op_minmax,
+    op_ml,
     op_norm,
     op_pool,
+    op_quant,
     op_recurrent,
     op_resize,
     op_softmax,
     structural,
 )
-from . import op_quant  # noqa: F401,E402  (QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear)
-from . import op_fused  # noqa: F401,E402  (onnxlrp::AttentionMask, for decomposed com.microsoft attention)
-from . import op_ml  # noqa: F401,E402  (ai.onnx.ml Scaler, Imputer)
 
 MODULES = ("elementwise", "op_arith", "op_batchnorm", "op_conv", "op_dense", "op_gather", "op_math", "op_norm",
            "op_pool", "op_softmax", "structural",

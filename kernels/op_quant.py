@@ -118,8 +118,9 @@ class DequantizeLinearKernel(_Quant):
 
 @register_kernel("QuantizeLinear", since=10)
 class QuantizeLinearKernel(_Quant):
-    """``q = saturate(round(x / s) + zp)`` per tensor, axis or block; VJP ``g / s`` (straight through; 0 at
-    ``x < 0`` where the range starts at 0: a removed ReLU)."""
+    """``q = saturate(round(x / s) + zp)`` per tensor, axis or block; straight-through VJP ``g / s``.
+
+    Nothing passes at ``x < 0`` where the range starts at 0 (a ReLU the quantiser removed)."""
 
     def _parts(self, call):
         xp = call.xp
@@ -151,8 +152,9 @@ class QuantizeLinearKernel(_Quant):
 
 @register_kernel("DynamicQuantizeLinear", since=11)
 class DynamicQuantizeLinearKernel(_Quant):
-    """uint8 quantisation with the scale and zero point of the whole tensor's range (which includes 0); VJP
-    ``g / s`` on the quantised output (straight through; the scale and zero point carry no relevance)."""
+    """uint8 quantisation over the whole tensor's range (and 0); straight-through VJP ``g / s`` to the input.
+
+    The scale and zero point outputs carry no relevance."""
 
     def _scale(self, xp, x):
         lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)

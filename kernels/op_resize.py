@@ -15,6 +15,12 @@ Coordinate transformation modes: ``half_pixel``, ``half_pixel_symmetric``, ``pyt
 ``align_corners``, ``asymmetric``, ``tf_half_pixel_for_nn`` and ``tf_crop_and_resize`` (``roi``; output positions
 mapped outside the input take ``extrapolation_value``, the op's ``bias``). Scales or sizes (with ``axes`` and
 ``keep_aspect_ratio_policy`` from opset 18) must not depend on the explained input.
+
+Nearest coordinates are computed in float32 as onnxruntime and PyTorch compute them, so a source coordinate a
+rounding error away from a half-way point picks the pixel they pick (onnxruntime builds may still differ there);
+output lengths from scales are ``floor(scale · length)`` in float32, as in onnxruntime. Not supported (a reason at
+preflight or an ``UnsupportedOpError``): roi/scales/sizes that depend on the explained input, other modes, and a
+resize to an empty axis.
 """
 from __future__ import annotations
 
@@ -212,7 +218,12 @@ class _ResizeBase(LinearKernel):
         if any(t in varying for t in node.inputs[1:] if t):
             return f"{node.op_type} with roi, scales or sizes that depend on the explained input is not supported"
         if _mode(node) not in MODES:
-            return f"{node.op_type} mode {node.attrs['mode']!r} is not supported"
+            return f"{node.op_type} mode {node.attrs['mode']!r} is not supported (only {', '.join(MODES)})"
+        coord = node.attrs.get("coordinate_transformation_mode", "asymmetric")  # Resize-11 on; asymmetric before
+        if coord not in COORDINATE_MODES:
+            return f"Resize coordinate_transformation_mode {coord!r} is not supported"
+        if node.attrs.get("nearest_mode", "round_prefer_floor") not in NEAREST_MODES:  # Resize-11 on
+            return f"Resize nearest_mode {node.attrs['nearest_mode']!r} is not supported"
         return super().data_inputs(node, varying)
 
     def linear_op(self, call):

@@ -101,6 +101,7 @@ def render() -> str:
                 cell = category if when is None else f"{category}, when {_escape(when)}"
                 lines.append(f"| `{op}` | {domain or 'ai.onnx'} | {since} | {cell} | "
                              f"{CATEGORY_TEXT.get(category, category)} | {_first_line(type(kernel).__doc__)} |")
+    lines += _rewrites()
     listed = onnxlrp.methods()
     named = {n: m for n, m in listed.items() if m.get("kind") != "family"}
     families = {n: m for n, m in listed.items() if m.get("kind") == "family"}
@@ -118,6 +119,25 @@ def render() -> str:
             examples = ", ".join(f"`{e}`" for e in info.get("examples", []))
             lines.append(f"| `{pattern}` | {examples} | {_first_line(info['description'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _rewrites() -> list[str]:
+    """The ops the canonizer rewrites before propagation (quantised, float16/bfloat16, com.microsoft fused and
+    ai.onnx.ml ops): the tables ``REWRITES`` and ``NOT_DECOMPOSED`` of their modules."""
+    from onnxlrp.engine import contrib, dequantize
+
+    lines = ["", "## Ops rewritten before propagation", "",
+             "These have no kernel of their own: the canonizer rewrites them into ops of the table above first. A "
+             "quantised model is explained as its **dequantised computation**: onnxruntime's forward values (the real "
+             "quantised activations) are kept, weights are dequantised, and relevance and gradients pass straight "
+             "through each QuantizeLinear → DequantizeLinear pair (`kernels/op_quant.py`). float16 and bfloat16 "
+             "models are computed in float32 or float64.", "",
+             "| ops | rewritten into |", "|---|---|"]
+    for table in (dequantize.REWRITES, contrib.REWRITES):
+        lines += [f"| {_escape(ops)} | {_escape(into)} |" for ops, into in table.items()]
+    lines += ["", "Not rewritten: " + "; ".join(f"`{op}` ({_escape(why)})"
+                                               for op, why in contrib.NOT_DECOMPOSED.items()) + "."]
+    return lines
 
 
 def main(argv=None) -> int:

@@ -14,8 +14,10 @@ bilinear products, LayerNorm) apply unchanged and an optimised model is explaine
   (``onnxlrp::SiLU``), ``BiasAdd``; ``FusedConv``, ``FusedGemm`` (the op, then its activation), ``FusedMatMul``.
 
 ``ai.onnx.ml``'s ``LinearClassifier`` (its score output) and ``LinearRegressor`` become an ``onnxlrp::Dense`` and
-their post-transform (``Softmax``, ``Sigmoid``). ``RotaryEmbedding`` and ``EmbedLayerNormalization`` are not
-decomposed (see ``NOT_DECOMPOSED``).
+their post-transform (``Softmax``, ``Sigmoid``). ``RotaryEmbedding`` (com.microsoft and ONNX opset 23) becomes
+ONNX's reference formula on the halves or even/odd entries of each head, with ``Gather`` of the cos/sin caches at
+the position ids (not with a start offset for position ids, ``scale`` or packed batching).
+``EmbedLayerNormalization`` is not decomposed (see ``NOT_DECOMPOSED``).
 """
 from __future__ import annotations
 
@@ -36,14 +38,14 @@ REWRITES = {
     "Gelu, BiasGelu, FastGelu, GemmFastGelu, QuickGelu, BiasAdd (com.microsoft)": "[MatMul →] [Add →] Gelu (erf or "
                                                                                   "tanh) / onnxlrp::SiLU",
     "FusedConv, FusedGemm, FusedMatMul (com.microsoft)": "Conv / Gemm / MatMul, then the activation",
+    "RotaryEmbedding (com.microsoft; ONNX opset 23)": "halves (or even/odd entries) of each head: Mul by the cos/sin "
+                                                      "rows gathered at the position ids, Sub / Add, Concat",
     "LinearClassifier, LinearRegressor (ai.onnx.ml)": "onnxlrp::Dense, then Softmax / Sigmoid (post_transform); "
                                                       "a classifier's scores output",
 }
 
 #: fused ops left as they are, with the reason (an unsupported-op error names the node)
 NOT_DECOMPOSED = {
-    "RotaryEmbedding": "the rotation reads position-dependent cos/sin caches through position ids; not decomposed "
-                       "(export without onnxruntime's rotary fusion)",
     "EmbedLayerNormalization": "its path starts at integer token ids; export with inputs_embeds (or disable "
                                "onnxruntime's embed-layer-norm fusion) to explain the embeddings",
 }
@@ -291,6 +293,77 @@ def _fused_matmul(b: NodeBuilder):
     return None
 
 
+# ---------------------------------------------------------------------------------------------- rotary
+def _rotary(b: NodeBuilder, standard: bool):
+    """RoPE as ONNX's reference writes it: ``real = x₁·cos − x₂·sin``, ``imag = x₁·sin + x₂·cos`` on the halves
+    (or the even/odd entries, ``interleaved``) of the first ``rotary_embedding_dim`` entries of each head, ``cos``
+    and ``sin`` gathered from the caches at the position ids."""
+    n, a = b.node, b.node.attrs
+    x = n.inputs[0]
+    if standard:  # ONNX RotaryEmbedding-23: X, cos_cache, sin_cache, position_ids?
+        cos, sin, ids = n.inputs[1], n.inputs[2], _arg(n, 3)
+    else:  # com.microsoft: input, position_ids, cos_cache, sin_cache
+        ids, cos, sin = n.inputs[1], n.inputs[2], n.inputs[3]
+    if float(a.get("scale", 1.0) or 1.0) != 1.0 or a.get("is_packed_batching", 0):
+        return "scale or is_packed_batching is not supported"
+    cache = b.const(cos)
+    id_info = b.graph.tensor_info(ids) if ids else None
+    if cache is None or b.const(sin) is None:
+        return "its cos/sin caches are not constants"
+    if id_info is not None and id_info.shape is not None and len(id_info.shape) != 2:
+        return "position ids given as a start offset (shape (1)) are not supported"
+    info = b.graph.tensor_info(x)
+    heads = int(a.get("num_heads", 0) or 0)
+    rank = len(info.shape) if info is not None and info.shape is not None else (3 if heads else 4)
+    if rank == 3 and not heads:
+        return "a 3-D input needs num_heads"
+    half = int(cache.shape[-1])
+    rot = 2 * half
+    name = n.name
+    x4 = (b.add("Reshape", [x, b.constant("split_heads", np.array([0, 0, heads, -1], np.int64))],
+                [f"{name}::bsnh"], since=14) if rank == 3
+          else b.add("Transpose", [x], [f"{name}::bsnh"], {"perm": [0, 2, 1, 3]}))
+    last = b.constant("last_axis", np.array([-1], np.int64))
+    unsq = b.constant("head_axis", np.array([2], np.int64))
+
+    def piece(tag, t, start, end, step=1):
+        return b.add("Slice", [t, b.constant(f"{tag}_start", np.array([start], np.int64)),
+                               b.constant(f"{tag}_end", np.array([end], np.int64)), last,
+                               b.constant(f"{tag}_step", np.array([step], np.int64))], [f"{name}::{tag}"])
+
+    split = int(a.get("rotary_embedding_dim", 0) or 0) not in (0,)
+    x_rot = piece("rotated", x4, 0, rot) if split else x4
+    tables = {}
+    for tag, table in (("cos", cos), ("sin", sin)):
+        t = b.add("Gather", [table, ids], [f"{name}::{tag}"], {"axis": 0}) if ids else table
+        tables[tag] = b.add("Unsqueeze", [t, unsq], [f"{name}::{tag}_heads"])
+    if a.get("interleaved", 0):
+        x1, x2 = piece("x1", x_rot, 0, rot, 2), piece("x2", x_rot, 1, rot, 2)
+    else:
+        x1, x2 = piece("x1", x_rot, 0, half), piece("x2", x_rot, half, rot)
+    terms = {}
+    for tag, u, t in (("x1cos", x1, "cos"), ("x2sin", x2, "sin"), ("x1sin", x1, "sin"), ("x2cos", x2, "cos")):
+        terms[tag] = b.add("Mul", [u, tables[t]], [f"{name}::{tag}"], since=14)
+    real = b.add("Sub", [terms["x1cos"], terms["x2sin"]], [f"{name}::real"], since=14)
+    imag = b.add("Add", [terms["x1sin"], terms["x2cos"]], [f"{name}::imag"], since=14)
+    if a.get("interleaved", 0):
+        pair = b.constant("pair_axis", np.array([-1], np.int64))
+        parts = [b.add("Unsqueeze", [t, pair], [f"{t}_pair"]) for t in (real, imag)]
+        joined = b.add("Concat", parts, [f"{name}::pairs"], {"axis": -1})
+        rotated = b.add("Reshape", [joined, b.constant("unpair", np.array([0, 0, 0, -1], np.int64))],
+                        [f"{name}::rotated_out"], since=14)
+    else:
+        rotated = b.add("Concat", [real, imag], [f"{name}::rotated_out"], {"axis": -1})
+    if split:
+        rotated = b.add("Concat", [rotated, piece("kept", x4, rot, 2**62)], [f"{name}::joined"], {"axis": -1})
+    if rank == 3:
+        b.add("Reshape", [rotated, b.constant("merge_heads", np.array([0, 0, -1], np.int64))], [n.outputs[0]],
+              since=14)
+    else:
+        b.add("Transpose", [rotated], [n.outputs[0]], {"perm": [0, 2, 1, 3]})
+    return None
+
+
 # ---------------------------------------------------------------------------------------------- ai.onnx.ml
 _POST = {"NONE": None, "SOFTMAX": ("Softmax", 13, {"axis": -1}), "LOGISTIC": ("Sigmoid", 13, {})}
 
@@ -339,6 +412,8 @@ _HANDLERS = {
     (_MS, "FusedConv"): _fused_conv,
     (_MS, "FusedGemm"): _fused_gemm,
     (_MS, "FusedMatMul"): _fused_matmul,
+    (_MS, "RotaryEmbedding"): lambda b: _rotary(b, standard=False),
+    ("", "RotaryEmbedding"): lambda b: _rotary(b, standard=True),
     ("ai.onnx.ml", "LinearClassifier"): lambda b: _linear_model(b, classifier=True),
     ("ai.onnx.ml", "LinearRegressor"): lambda b: _linear_model(b, classifier=False),
 }

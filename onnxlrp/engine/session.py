@@ -19,6 +19,7 @@ array module (numpy, or CuPy on ``cuda``), taking only values off the path from 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -75,8 +76,12 @@ class Session:
     def __init__(self, model, input_name: str | None = None, output_name: str | None = None, *, device: str = "cpu",
                  dtype: str = "float32", explain_softmax: bool = False, check: bool = True,
                  memory_budget: int | None = None):
-        if dtype not in DTYPES:
-            raise MethodError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise MethodError(f"dtype must be 'float32' or 'float64'; got {' '.join(repr(dtype).split())[:80]}")
+        if memory_budget is not None and (isinstance(memory_budget, bool) or not isinstance(
+                memory_budget, numbers.Real) or not math.isfinite(memory_budget) or memory_budget < 1):
+            raise MethodError(f"memory_budget must be a positive number of bytes; got "
+                              f"{' '.join(repr(memory_budget).split())[:80]}")
         registry.load_builtin_kernels()
         self.label = repr(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else "the model"
         self.xp = get_xp(device)
@@ -431,6 +436,9 @@ def infer_sizes(graph: Graph, input_name: str, shape: tuple) -> dict[str, int] |
 def choose_name(kind: str, name: str | None, names: list[str], extra: set[str] = frozenset()) -> str:
     """``name`` checked against ``names`` (the model's inputs or outputs, or ``extra`` tensors), or the only one."""
     if name is not None:
+        if not isinstance(name, str):
+            raise NameSelectionError(f"{kind}_name must be a tensor name (a string); got "
+                                     f"{' '.join(repr(name).split())[:80]}")
         if name not in names and name not in extra:
             raise NameSelectionError(f"the model has no {kind} named {name!r}; its {kind}s are: "
                                      f"{', '.join(repr(n) for n in names)}")

@@ -141,6 +141,8 @@ def _names(param: Param, value):
     names = (value,) if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
         return _BAD
+    if param.choices and not set(names) <= set(param.choices):
+        return _BAD
     return tuple(names)
 
 
@@ -153,7 +155,7 @@ NON_NEGATIVE = Param("number", low=0.0)
 PARAMS: dict[str, Param] = {
     "epsilon": NON_NEGATIVE, "stabilizer": NON_NEGATIVE, "product_epsilon": NON_NEGATIVE, "gamma": NON_NEGATIVE,
     "stdfactor": NON_NEGATIVE, "noise_level": NON_NEGATIVE, "alpha": NON_NEGATIVE, "beta": NON_NEGATIVE,
-    "zero_params": Param("names"),
+    "zero_params": Param("names", choices=("bias",)),  # a zero weight leaves nothing to propagate through
     "low": Param("numbers", optional=True), "high": Param("numbers", optional=True),
     "baseline": Param("numbers", optional=True), "mu": Param("numbers"),
     "steps": Param("integer", low=1, high=MAX_PASSES), "samples": Param("integer", low=1, high=MAX_PASSES),

@@ -6,8 +6,9 @@ format with a tiny calibration reader, ``quantize_dynamic``) and converted to fl
 quantised model is the one of its dequantised computation (``onnxlrp/engine/dequantize.py``,
 ``kernels/op_quant.py``): its maps correlate with the float model's, per sample (Spearman rank correlation).
 
-Measured (4 samples, every method and format): Spearman ≥ 0.987 for the quantised models and ≥ 0.999 for float16 and
-bfloat16; the floors below are about 0.1 under that.
+Measured (4 samples; the lowest per-sample Spearman over epsilon_plus_flat, gradient and integrated_gradients, in
+float32 and float64): QDQ 0.990, QOperator 0.989, dynamic 0.989; float16 0.9998 (float16 inputs or float32 inputs
+with Casts), bfloat16 weights 0.991 (epsilon_plus_flat is the lowest everywhere). The floors are about 0.1 below.
 """
 from __future__ import annotations
 
@@ -137,7 +138,7 @@ def test_quantised_cnn_maps_correlate_with_the_float_model(fmt, x, tmp_path):
         assert on_path & {"Conv", "Dense", "Gemm", "MatMul"}
         output = ex.explain(x, method="gradient", target=0).output
         # float32: onnxruntime's quantised logits; float64: recomputed by the kernels (a rounding tie may flip)
-        assert_close(output, expected, rtol=0, atol=1e-6 if dtype == "float32" else 1e-3, label=f"{fmt} {dtype}")
+        assert_close(output, expected, rtol=0, atol=1e-6, label=f"{fmt} {dtype}")
 
 
 def test_dequantized_weights_are_constants(tmp_path):
@@ -205,12 +206,18 @@ def test_reduced_precision_cnn_maps_correlate_with_float32(variant, x):
     model = {"float16": lambda: _float16(False), "float16_io_float32": lambda: _float16(True),
              "bfloat16_weights": _bfloat16_weights}[variant]()
     feed_type = np.float16 if variant == "float16" else np.float32
-    expected = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x.astype(feed_type)})[0]
+    options = ort.SessionOptions()  # onnxruntime's optimiser would drop the float16 round trips of the Casts
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    expected = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]).run(
+        None, {"x": x.astype(feed_type)})[0]
     for dtype in ("float32", "float64"):
         ex = _assert_maps_correlate(model, x, dtype, REDUCED_PRECISION_FLOOR, variant)
         output = ex.explain(x, method="gradient", target=0).output
         assert output.dtype == np.dtype(dtype)
-        assert_close(output, expected, rtol=0, atol=1e-6 if dtype == "float32" else 2e-2, label=f"{variant} {dtype}")
+        # float32 reads onnxruntime's values, but asking for an intermediate float16 tensor keeps its rounding,
+        # which onnxruntime skips when it computes a float16 op in float32 internally (a Cast pair it removes)
+        tol = 1e-6 if variant == "bfloat16_weights" else 1e-3 if dtype == "float32" else 2e-3
+        assert_close(output, expected, rtol=0, atol=tol, label=f"{variant} {dtype}")
     if variant == "float16":  # float16 input arrays are accepted as they are
         res = onnxlrp.Explainer(model).explain(x.astype(np.float16), method="gradient", target=0)
         assert res.relevance.dtype == np.float32 and np.isfinite(res.relevance).all()
@@ -225,6 +232,6 @@ def test_float16_model_in_float64_reads_off_path_values_from_onnxruntime():
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["N", 4])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    x = np.random.default_rng(0).normal(size=(3, 4))
+    x = np.abs(np.random.default_rng(0).normal(size=(3, 4))) + 0.1
     res = onnxlrp.Explainer(model, dtype="float64").explain(x, method="gradient", target=1)
-    np.testing.assert_array_equal(res.relevance[:, 1], (x[:, 1] > 0).astype(float))
+    np.testing.assert_array_equal(res.relevance, np.eye(4)[[1, 1, 1]])

@@ -16,8 +16,8 @@ from datetime import timedelta
 from hypothesis import HealthCheck, Phase, settings
 
 #: examples per test (each test may scale this by its own weight, see ``support.examples``)
-DEFAULT_EXAMPLES = 40
-LONG_EXAMPLES = 1000
+DEFAULT_EXAMPLES = 120
+LONG_EXAMPLES = 800
 
 _common = dict(
     deadline=timedelta(seconds=30),

@@ -11,6 +11,7 @@ import functools
 
 import numpy as np
 import onnx
+import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -20,6 +21,8 @@ from onnxlrp.lrp.assign import RULES
 from onnxlrp.methods.params import PARAMS
 from tests.fuzz import support
 from tests.fuzz.models import BASES
+
+pytestmark = pytest.mark.fuzz
 
 METHODS = ["epsilon_plus_flat", "gradient", "integrated_gradients", "grad_cam", "rap", "clrp1", "epsilon_gamma_box",
            "smoothgrad", "contrastive_grad_cam", "sglrp", "clrp2", "gradient_x_sign_mu", "alpha_beta", "stdx_epsilon",

@@ -14,6 +14,8 @@ from tests.fuzz import support
 from tests.fuzz.models import BASES
 from tests.fuzz.mutations import MUTATIONS
 
+pytestmark = pytest.mark.fuzz
+
 #: method -> parameters that keep one example cheap (IG and SmoothGrad with few passes)
 METHODS = {
     "epsilon_plus_flat": {}, "gradient": {}, "integrated_gradients": {"steps": 3}, "grad_cam": {}, "rap": {},

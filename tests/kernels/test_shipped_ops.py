@@ -147,11 +147,16 @@ class TinyYolo(nn.Module):
         return torch.cat([self._boxes(self.head2(f2)), self._boxes(self.head4(p4))], dim=1)
 
 
-def _export(model, shape) -> bytes:
+def _export(model, shape, dynamo: bool = False) -> bytes:
+    """The legacy (TorchScript) exporter at opset 17 with a symbolic batch, or torch.export's (its newest opset)."""
     x = torch.zeros(shape)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if dynamo:
+            program = torch.onnx.export(model, (x,), dynamo=True, input_names=["x"], output_names=["y"],
+                                        verbose=False)
+            return program.model_proto.SerializeToString()
         torch.onnx.export(model, (x,), buffer, dynamo=False, opset_version=17, input_names=["x"],
                           output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
     return buffer.getvalue()
@@ -170,18 +175,19 @@ def _rel(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
+def _model(name):
+    """``(model in float32, input shape, target, ops its path must hold)``."""
+    torch.manual_seed(0)
+    if name == "unet":
+        target = onnxlrp.Position(1, 3, 5)            # class-1 score of pixel (3, 5)
+        return UNet().eval(), (2, 2, 8, 8), target, {"ConvTranspose", "Pad", "MaxPool", "Concat"}
+    target = onnxlrp.Position(9, 6)                   # class-1 score of box 9 (of the stride-2 head)
+    return TinyYolo().eval(), (2, 3, 8, 8), target, {"Resize", "Concat", "Transpose", "Reshape"}
+
+
 @pytest.fixture(scope="module", params=["unet", "yolo"])
 def shipped(request):
-    torch.manual_seed(0)
-    if request.param == "unet":
-        model, shape = UNet(), (2, 2, 8, 8)
-        target = onnxlrp.Position(1, 3, 5)            # class-1 score of pixel (3, 5)
-        ops = {"ConvTranspose", "Pad", "MaxPool", "Concat"}
-    else:
-        model, shape = TinyYolo(), (2, 3, 8, 8)
-        target = onnxlrp.Position(9, 6)               # class-1 score of box 9 (of the stride-2 head)
-        ops = {"Resize", "Concat", "Transpose", "Reshape"}
-    model = model.eval()
+    model, shape, target, ops = _model(request.param)
     onnx_bytes = _export(model, shape)
     x = np.random.default_rng(3).normal(size=shape)
     return request.param, model.double(), onnx_bytes, x, target, ops
@@ -223,3 +229,16 @@ def test_epsilon_plus_flat_conserves_the_explained_score(shipped):
     res = ex.explain(x, method="epsilon_plus_flat", epsilon=1e-12, stabilizer=1e-12)
     score = res.output.reshape(len(x), -1)[np.arange(len(x)), res.target]
     np.testing.assert_allclose(res.relevance.reshape(len(x), -1).sum(axis=1), score, rtol=1e-7)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["unet", "yolo"])
+def test_dynamo_exports_explain_alike(name):
+    """torch.export's exporter (opset 20: Resize with its opset-18 attributes, Pad with axes) gives the same
+    gradient as autograd and a conserving epsilon_plus_flat (several seconds per export: slow)."""
+    model, shape, target, ops = _model(name)
+    ex = onnxlrp.Explainer(_export(model, shape, dynamo=True), dtype="float64")
+    assert ops - {"Reshape", "Transpose"} <= {op for _, op in ex.path_nodes()}
+    x = np.random.default_rng(4).normal(size=shape)
+    _, grad = _torch_gradient(model.double(), x, target.index)
+    assert _rel(ex.explain(x, method="gradient", target=target).relevance, grad) < 1e-10
