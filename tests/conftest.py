@@ -49,7 +49,7 @@ def pytest_terminal_summary(terminalreporter, config):
         import json
 
         with open(target, "w", encoding="utf-8") as handle:
-            json.dump([dict(test=r.test, label=r.label, measured=r.measured, tol=r.tol, kind=r.kind)
+            json.dump([dict(test=r.test, label=r.label, measured=r.measured, tol=r.tol, kind=r.kind, site=r.site)
                        for r in compare.RECORDS], handle, indent=1)
     terminalreporter.section("measured error against tolerance (margin = tol / measured; keep it near 10x)")
     for line in compare.report_lines():

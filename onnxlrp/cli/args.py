@@ -379,7 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="measure parameter (or metric.key=value, e.g. pixel_flipping.features_in_step=16), "
                          "repeatable")
     ev.add_argument("-t", "--target", default="pred",
-                    help="class to explain: 'pred' (default), a class index, or a label name")
+                    help="classes to explain, comma-separated: 'pred' (default), class indices or label names; "
+                         "each is evaluated as its own variant (METHOD@T)")
+    ev.add_argument("--contrast", metavar="Q[,Q]",
+                    help="contrast classes for the contrastive methods (clrp1, clrp2, contrastive_grad_cam): each "
+                         "is a variant (METHOD vs Q)")
+    ev.add_argument("--views", action="store_true",
+                    help="write views/NAME.png per input: a row per target, a tile per method and contrast (on by "
+                         "default with several targets, --contrast or --split-sign)")
+    ev.add_argument("--split-sign", action="store_true",
+                    help="draw each map's positive and negative relevance as separate images in the views")
+    ev.add_argument("--cmap", choices=COLORMAPS, default=DEFAULT_CMAP, help="colour map of the views")
     ev.add_argument("--masks", metavar="DIR", help="folder with a mask per input, NAME.png or NAME.npy (for the "
                                                    "localisation measures)")
     ev.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")

@@ -8,7 +8,12 @@ the maps are not, so memory is bounded by the batch. Written to ``--out``:
 - ``summary.csv``: per measure and method the mean, standard deviation, count and rank (1 is best);
 - ``evaluation.json``: all of it, with the measures' parameters, mean curves and the random order's values;
 - ``curves/MEASURE.png``: the mean curve of each method, the random order dashed in grey;
-- with ``--report``, ``report.html``: the methods ranked for this model, the tables and the curves.
+- with ``--report``, ``report.html``: the methods ranked for this model, the tables and the curves;
+- with several ``--target`` or ``--contrast`` values, ``--views`` or ``--split-sign``: ``views/NAME.png`` per input
+  (a row per target, a tile per method and contrast; positive and negative relevance apart with ``--split-sign``).
+
+Each method is evaluated per target and, for contrastive methods, per contrast class: a *variant* (``METHOD@T``,
+``METHOD vs Q``), ranked like a method.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import csv
 import io
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +32,6 @@ from ..errors import InputFileError, ModelLoadError, UsageError
 from ..inputs import images
 from . import files as fileio
 from .args import parse_sets, resolve_methods, version
-from .explain import _check_size, _prep_text
 from .inputs import (
     batches,
     budget_runs,
@@ -62,6 +67,54 @@ def _metrics(spec: str, sets: list[str]):
     return [(METRICS[n], params[n]) for n in names]
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One evaluated map family: a method explained for one target (``None``: the prediction) and, for contrastive
+    methods, one contrast class. ``name`` is what the tables and curves call it."""
+
+    name: str
+    method: str
+    params: dict
+    full: dict
+    target: int | None
+    target_label: str
+    contrast_label: str | None
+
+
+def _classes(spec: str, labels, output_shape, output_name: str, option: str, allow_pred: bool):
+    """``--target``/``--contrast`` lists: comma-separated class indices or labels (``pred`` for the prediction)."""
+    found = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        if not allow_pred and part.lower() in ("pred", "predicted", "argmax"):
+            raise UsageError(f"{option} takes class indices or labels, not {part!r}")
+        value = resolve_target(part, labels, output_shape, output_name)
+        if value is not None and not isinstance(value, int):
+            raise UsageError(f"{option} takes one class per value: 'pred', a class index or a label")
+        shown = "pred" if value is None else (labels[value] if labels is not None else str(value))
+        found.append((value, shown))
+    if not found:
+        raise UsageError(f"{option} is empty")
+    return found
+
+
+def _variants(args, methods, labels, output_shape, output_name: str) -> list[Variant]:
+    targets = _classes(args.target, labels, output_shape, output_name, "--target", True)
+    contrasts = [] if args.contrast is None else _classes(args.contrast, labels, output_shape, output_name,
+                                                          "--contrast", False)
+    if contrasts and not any("contrast" in m.method.params for m in methods):
+        raise UsageError("--contrast needs a contrastive method (clrp1, clrp2, contrastive_grad_cam, ...)")
+    variants = []
+    for chosen in methods:
+        qs = contrasts if contrasts and "contrast" in chosen.method.params else [(None, None)]
+        for target, shown in targets:
+            for q, q_shown in qs:
+                name = chosen.name + (f"@{shown}" if len(targets) > 1 else "") + (f" vs {q_shown}" if q_shown else "")
+                extra = {} if q is None else {"contrast": q}
+                variants.append(Variant(name, chosen.name, {**chosen.params, **extra}, {**chosen.full, **extra},
+                                        target, shown, q_shown))
+    return variants
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     limits.check_file(args.model, "model", ModelLoadError, "model file")
     if args.labels is not None:
@@ -79,6 +132,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except BaseException:
         fileio.remove_created(created)
         raise
+
+
+def _check_size(size) -> None:
+    """Refuse a ``--size`` whose images would exceed the image pixel limit (as ``explain`` does)."""
+    if size is not None and size[0] * size[1] > limits.image_pixel_limit():
+        raise UsageError(f"--size {size[0]} {size[1]} makes images of {size[0] * size[1]:,} pixels, over the limit "
+                         f"of {limits.image_pixel_limit():,} pixels")
+
+
+def _prep_text(prep) -> str:
+    if prep is None:
+        return "none (.npy arrays used as given)"
+    size = "keep" if prep.height is None else f"{prep.height}x{prep.width}"
+    return (f"{'greyscale' if prep.channels == 1 else 'RGB'}, resize {size}, x = pixel * {prep.scale:.6g}, "
+            f"(x - {','.join(f'{m:g}' for m in prep.mean)}) / {','.join(f'{v:g}' for v in prep.std)}, {prep.layout}")
 
 
 def _mask_for(folder: Path, name: str, shape: tuple[int, int]) -> np.ndarray:
@@ -110,9 +178,9 @@ def _evaluate(args, methods, metrics, files, out_dir: Path) -> int:
     input_shape, output_shape = tuple(ex.input_shape), tuple(ex.output_shape)
     classes = output_shape[-1] if output_shape and isinstance(output_shape[-1], int) else None
     labels = read_labels(args.labels, classes)
-    target = resolve_target(args.target, labels, output_shape[1:], ex.output_name)
-    if target is not None and not isinstance(target, int):
-        raise UsageError("evaluate explains one class per sample: give --target as 'pred', a class index or a label")
+    variants = _variants(args, methods, labels, output_shape[1:], ex.output_name)
+    draw_views = args.views or args.split_sign or len({v.target_label for v in variants}) > 1 or args.contrast
+    shown_views: list[tuple[str, bytes]] = []
     input_dtype = np.dtype(ex.input_dtype)
     prep = None
     if any(kind == "image" for _, kind in files):
@@ -128,7 +196,7 @@ def _evaluate(args, methods, metrics, files, out_dir: Path) -> int:
     static_batch = input_shape[0] if input_shape and isinstance(input_shape[0], int) else None
     # results[metric][method] -> {"values": [...], "curves": [...], "inputs": [...]}; random[metric] likewise
     results = {m.name: {c.name: {"values": [], "curves": [], "inputs": [], "extra": {}, "better": None}
-                        for c in methods} for m, _ in metrics}
+                        for c in variants} for m, _ in metrics}
     random = {m.name: {"values": [], "curves": []} for m, _ in metrics if m.random_baseline}
     steps: dict[str, np.ndarray] = {}
     masks_dir = Path(args.masks) if args.masks else None
@@ -144,11 +212,16 @@ def _evaluate(args, methods, metrics, files, out_dir: Path) -> int:
                     axis = channel_axis(x, layout if x.ndim == 4 else None)
                     hw = tuple(d for i, d in enumerate(x.shape[1:], start=1) if i != axis)[-2:]
                     masks = np.stack([_mask_for(masks_dir, n, hw) for n in names])
-                first = None
-                for chosen in methods:
-                    res = ex.explain(x, method=chosen.name, target=target, **chosen.params)
-                    ctx = Context(ex, runner, x, res.target, res.relevance, chosen.name, chosen.params, masks,
-                                  args.seed, layout if x.ndim == 4 else None)
+                first, maps = None, {}
+                for chosen in variants:
+                    fed = x  # a model with a fixed batch size gets exactly that many rows (the last repeated)
+                    if static_batch is not None and len(x) < static_batch:
+                        fed = np.concatenate([x, np.repeat(x[-1:], static_batch - len(x), axis=0)])
+                    res = ex.explain(fed, method=chosen.method, target=chosen.target, **chosen.params)
+                    ctx = Context(ex, runner, x, res.target[:len(x)], res.relevance[:len(x)], chosen.method,
+                                  chosen.params, masks, args.seed, layout if x.ndim == 4 else None)
+                    if draw_views:
+                        maps[chosen.name] = res.relevance[:len(x)]
                     first = first or ctx
                     for metric, params in metrics:
                         scores = run_metric(metric, ctx, params)
@@ -168,8 +241,11 @@ def _evaluate(args, methods, metrics, files, out_dir: Path) -> int:
                             random[metric.name]["values"].extend(np.asarray(base.values, np.float64).tolist())
                             if base.curve is not None:
                                 random[metric.name]["curves"].append(base.curve)
+                if draw_views:
+                    shown_views += _write_views(out_dir, group, variants, maps, layout, args)
                 progress.update(len(group))
-    summary = _write(out_dir, args, ex, methods, metrics, results, random, steps, len(items), prep, layout, t0)
+    summary = _write(out_dir, args, ex, variants, metrics, results, random, steps, len(items), prep, t0,
+                     shown_views)
     if not args.quiet:
         _print_table(summary, out_dir, args.report, time.monotonic() - t0, len(items))
     return 0
@@ -181,10 +257,10 @@ def _stack(curves: list[np.ndarray]) -> np.ndarray | None:
     return np.concatenate(curves, axis=0)
 
 
-def _write(out_dir, args, ex, methods, metrics, results, random, steps, count, prep, layout, t0) -> dict:
+def _write(out_dir, args, ex, methods, metrics, results, random, steps, count, prep, t0, shown_views) -> dict:
     from ..views import imaging
     from ..views.plots import GREY, Series, line_plot
-    from ..views.report import MetricView, evaluation_section
+    from ..views.report import MetricView, evaluation_section, views_section
 
     table, rows, views, ranks = [], [], [], {c.name: [] for c in methods}
     json_metrics = {}
@@ -248,7 +324,8 @@ def _write(out_dir, args, ex, methods, metrics, results, random, steps, count, p
     fileio.write_text(out_dir / "evaluation.csv", _csv(["method", "metric", "input", "value"], rows))
     summary = {"onnxlrp": {"version": version(), "command": "evaluate"},
                "model": {"path": str(args.model), "input": ex.input_name, "output": ex.output_name},
-               "methods": [{"name": c.name, "params": c.full} for c in methods],
+               "methods": [{"name": c.name, "method": c.method, "params": c.full, "target": c.target_label,
+                            "contrast": c.contrast_label} for c in methods],
                "target": args.target, "seed": args.seed, "inputs": count,
                "preprocessing": None if prep is None else prep.to_dict(),
                "ranking": [{"method": n, "mean_rank": r} for n, r in overall], "metrics": json_metrics,
@@ -264,6 +341,9 @@ def _write(out_dir, args, ex, methods, metrics, results, random, steps, count, p
                                       ("seed", str(args.seed))],
                                 methods=[(c.name, c.full) for c in methods], cmap="bwr")
             report.add_section(evaluation_section(views, overall, count))
+            if shown_views:
+                report.add_section(views_section(shown_views[:12], split_sign=args.split_sign))
+            report.count = count  # the footer counts inputs; this report has no per-input cards
             report.close(footer=f"Made by onnxlrp {version()}.")
     return summary
 
@@ -292,3 +372,26 @@ def _print_table(summary: dict, out_dir: Path, report: bool, elapsed: float, cou
     print(f"wrote {out_dir}/: summary.csv, evaluation.csv, evaluation.json, curves/*.png")
     if report:
         print(f"report: {out_dir / 'report.html'}")
+
+
+def _write_views(out_dir: Path, group, variants, maps: dict, layout, args) -> list[tuple[str, bytes]]:
+    """``views/NAME.png`` per input: one row per target, one tile per method and contrast (``--split-sign``: its
+    positive and negative parts); returns ``(name, png)`` of the first inputs for the report."""
+    from ..views import imaging
+    from ..views.multiclass import class_grid
+
+    shown = []
+    fileio.make_output_dir(out_dir / "views", "--out")
+    targets = list(dict.fromkeys(v.target_label for v in variants))
+    for i, (item, (sample, picture)) in enumerate(group):
+        if picture is None:
+            picture = imaging.array_picture(sample, layout)
+        rows = []
+        for target in targets:
+            tiles = [(v.method + (f" vs {v.contrast_label}" if v.contrast_label else ""),
+                      imaging.relevance_map(maps[v.name][i], layout)) for v in variants if v.target_label == target]
+            rows.append((f"target {target}", tiles))
+        png = imaging.png_bytes(class_grid(rows, picture, cmap=args.cmap, split_sign=args.split_sign))
+        fileio.write_bytes(out_dir / "views" / f"{item.name}.png", png)
+        shown.append((item.name, png))
+    return shown

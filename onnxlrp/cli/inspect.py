@@ -29,7 +29,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     rules = rule_table(ex.session, chosen)
     registered = engine_registry.registered()
     on_path = {op for _, op in path}
-    ops = [{"op_type": op, "count": n, "kernel": _kernel_status(op, op in on_path, registered)}
+    canonical_ops = {n.op_type for n in ex.session.canonical.nodes}
+    ops = [{"op_type": op, "count": n,
+            "kernel": _kernel_status(op, op in on_path, registered, rewritten=op not in canonical_ops)}
            for op, n in sorted(info["op_histogram"].items(), key=lambda kv: (-kv[1], kv[0]))]
     explained_output = ex.output_name
     usable, unusable = method_coverage(ex.session)
@@ -91,7 +93,9 @@ def _print_coverage(usable: list[str], unusable: list[tuple[str, str]]) -> None:
     print(f"{'':<9} (method families, see 'onnxlrp methods', apply where their base method does)")
 
 
-def _kernel_status(op: str, on_path: bool, registered: dict) -> str:
+def _kernel_status(op: str, on_path: bool, registered: dict, rewritten: bool = False) -> str:
+    if rewritten:
+        return "rewritten before propagation (see canonizers)"
     if not on_path:
         return "not needed (off the relevance path)"
     return "yes" if op in registered else "MISSING"

@@ -46,8 +46,9 @@ REWRITES = {
 
 #: fused ops left as they are, with the reason (an unsupported-op error names the node)
 NOT_DECOMPOSED = {
-    "EmbedLayerNormalization": "its path starts at integer token ids; export with inputs_embeds (or disable "
-                               "onnxruntime's embed-layer-norm fusion) to explain the embeddings",
+    "EmbedLayerNormalization": "it reads integer token ids and hides the embedding Gather that integer inputs are "
+                               "explained at; optimise with FusionOptions.enable_embed_layer_norm = False, or export "
+                               "from inputs_embeds",
 }
 
 _MS = "com.microsoft"
@@ -135,6 +136,10 @@ def _multi_head_attention(b: NodeBuilder):
         return "packed query/key/value inputs are not supported"
     if any(_arg(n, k) for k in (6, 7, 8, 9)) or any(t for t in n.outputs[1:]):
         return "a key-value cache (past/present) is not supported"
+    for t in (query, key, value):
+        info = b.graph.tensor_info(t)
+        if info is not None and info.shape is not None and len(info.shape) != 3:
+            return "only 3-D (batch, sequence, hidden) query, key and value are supported"
     heads = int(a["num_heads"])
     bias = b.const(_arg(n, 3))
     if _arg(n, 3) and bias is None:

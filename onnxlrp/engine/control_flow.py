@@ -53,6 +53,33 @@ def _free_names(graph: onnx.GraphProto) -> list[str]:
     return free
 
 
+def sort_nodes(model: onnx.ModelProto, log: list[str] | None = None) -> onnx.ModelProto:
+    """``model`` with its nodes in topological order (modified in place), as onnxruntime runs it: a node that reads
+    a tensor produced later in the file (some converters append their Casts at the end) moves after its producer;
+    the file's order is kept wherever it is already valid. A cycle is left for the graph to report."""
+    nodes = list(model.graph.node)
+    producer = {o: k for k, n in enumerate(nodes) for o in n.output if o}
+    needs = [{producer[t] for t in list(n.input) + list(implicit_inputs(n)) if t in producer and producer[t] != k}
+             for k, n in enumerate(nodes)]
+    if all(all(p < k for p in deps) for k, deps in enumerate(needs)):
+        return model
+    order, placed = [], set()
+    pending = list(range(len(nodes)))
+    while pending:
+        ready = next((k for k in pending if needs[k] <= placed), None)
+        if ready is None:
+            return model  # a cycle
+        pending.remove(ready)
+        placed.add(ready)
+        order.append(ready)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes[k] for k in order)
+    if log is not None:
+        log.append("sorted the nodes into topological order (the file lists a node before the one producing its "
+                   "input)")
+    return model
+
+
 def inline_fixed_ifs(model: onnx.ModelProto, log: list[str] | None = None) -> onnx.ModelProto:
     """``model`` (modified in place and returned) with every ``If`` whose condition is fixed replaced by the branch
     it takes; ``log`` receives one line per inlined node."""

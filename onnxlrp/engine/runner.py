@@ -1,7 +1,9 @@
 """Forward passes that expose the intermediate tensors the relevance kernels read.
 
 ``OrtRunner`` runs onnxruntime on a copy of the model whose graph outputs are extended with the needed
-intermediates (onnxruntime returns graph outputs only). ``KernelRunner`` recomputes the relevance path with the
+intermediates (onnxruntime returns graph outputs only); given a canonical graph, it computes the tensors the
+canonizer created (decomposed com.microsoft ops, dequantised integer ops) with the kernels, in float64, from
+onnxruntime's values of their inputs. ``KernelRunner`` recomputes the relevance path with the
 kernels' own numpy forward in float64 (onnxruntime lacks double kernels for several ops), taking only values off
 the path (shape arithmetic, constant subgraphs) from an onnxruntime float32 run.
 """
@@ -29,6 +31,8 @@ class OrtRunner:
         inputs = {i.name for i in model.graph.input}
         #: canonizer nodes (a canonical ``graph``) computing requested tensors the model does not have
         self.derived = derivation(graph, outputs, inputs)
+        #: the tensors they compute (never asked of onnxruntime)
+        self.made = {t for n in self.derived for t in n.outputs if t}
         self.constants = graph.constants
         outputs = list(outputs) + [t for n in self.derived for t in n.inputs
                                    if t and t not in self.made and t not in graph.constants]
@@ -74,11 +78,6 @@ class OrtRunner:
             outs = resolve(node).forward(Call(node=node, inputs=inputs, outputs=(), varying=flags, xp=np))
             values.update((t, v) for t, v in zip(node.outputs, outs) if t and v is not None)
         return values
-
-    @property
-    def made(self) -> set[str]:
-        """Tensors the derived nodes compute (never asked of onnxruntime)."""
-        return {t for n in self.derived for t in n.outputs if t}
 
     def _derived_input(self, values, name):
         if not name:

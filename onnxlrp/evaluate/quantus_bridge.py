@@ -19,15 +19,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import MissingDependencyError
+from ..errors import MissingDependencyError, UsageError
 from .model import as_runner, explainer_for
 
 
 def _explainer_of(model, fallback):
     explainer = getattr(model, "onnxlrp_explainer", None) or fallback
     if explainer is None:
-        raise TypeError("quantus_explain_func needs the model wrapped by onnxlrp.evaluate.torch_module, or an "
-                        "Explainer or model path passed as model=")
+        raise UsageError("quantus_explain_func needs the model wrapped by onnxlrp.evaluate.torch_module, or an "
+                         "Explainer or model path passed as model=")
     return explainer
 
 

@@ -126,42 +126,38 @@ def _maps(function):
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("pixel_flipping", "faithfulness", "f_c as the most relevant pixels are removed; area under the curve "
-           "(lower is better)", _pixel_flipping, {"features_in_step": None, "baseline": "black",
-                                                  "output": "probability"}, random_baseline=True),
+    Metric("pixel_flipping", "faithfulness", "f_c as the most relevant pixels are removed; area under the curve",
+           _pixel_flipping, {"features_in_step": None, "baseline": "black", "output": "probability"},
+           random_baseline=True),
     Metric("region_perturbation", "faithfulness", "AOPC: mean drop of f_c as the most relevant patches are "
-           "removed (higher is better); also relative to a random order", _region,
+           "removed; also relative to a random order", _region,
            {"patch_size": None, "regions_evaluation": 100, "baseline": "black", "output": "probability"},
            random_baseline=True, axis="step"),
-    Metric("insertion", "faithfulness", "f_c as the most relevant pixels are put back on a blurred canvas; area "
-           "(higher is better)", _insertion, {"step": 0.01, "output": "probability"}, random_baseline=True),
-    Metric("deletion", "faithfulness", "f_c as the most relevant pixels are set to zero; area (lower is better)",
+    Metric("insertion", "faithfulness", "f_c as the most relevant pixels are put back on a blurred canvas; area",
+           _insertion, {"step": 0.01, "output": "probability"}, random_baseline=True),
+    Metric("deletion", "faithfulness", "f_c as the most relevant pixels are set to zero; area",
            _deletion, {"step": 0.01, "output": "probability"}, random_baseline=True),
-    Metric("road", "faithfulness", "f_c as the most relevant pixels are removed by noisy linear imputation; mean "
-           "(lower is better)", _road, {"noise": 0.01, "output": "probability"}, random_baseline=True),
+    Metric("road", "faithfulness", "f_c as the most relevant pixels are removed by noisy linear imputation; mean",
+           _road, {"noise": 0.01, "output": "probability"}, random_baseline=True),
     Metric("faithfulness_correlation", "faithfulness", "Pearson correlation of summed relevance and output drop "
-           "over random subsets (higher is better)", _correlation,
+           "over random subsets", _correlation,
            {"subset_size": None, "nr_runs": 100, "baseline": "black", "output": "logit"}),
-    Metric("completeness", "faithfulness", "sum R / f_c(x) (1 is complete; not ranked)", _completeness,
-           {"output": "logit"}),
+    Metric("completeness", "faithfulness", "sum R / f_c(x) (1 is complete)", _completeness, {"output": "logit"}),
     Metric("mprt", "randomisation", "Spearman correlation with the map of the fully randomised model "
-           "(cascading from the output; lower is better)", _mprt, {"order": "top_down", "seed": 42},
-           axis="layer"),
-    Metric("random_logit", "randomisation", "SSIM between the maps of the target and a random other class (lower "
-           "is better)", _random_logit, {"seed": 42, "similarity": "ssim"}),
-    Metric("pointing_game", "localisation", "the most relevant pixel lies in the mask (higher is better)",
+           "(cascading from the output)", _mprt, {"order": "top_down", "seed": 42}, axis="layer"),
+    Metric("random_logit", "randomisation", "SSIM between the maps of the target and a random other class",
+           _random_logit, {"seed": 42, "similarity": "ssim"}),
+    Metric("pointing_game", "localisation", "the most relevant pixel lies in the mask",
            _masked(loc.pointing_game), {"tolerance": 0}, needs_masks=True),
-    Metric("relevance_mass_accuracy", "localisation", "share of positive relevance in the mask (higher is better)",
+    Metric("relevance_mass_accuracy", "localisation", "share of positive relevance in the mask",
            _masked(loc.relevance_mass_accuracy), needs_masks=True),
-    Metric("relevance_rank_accuracy", "localisation", "share of the |mask| most relevant pixels in the mask "
-           "(higher is better)", _masked(loc.relevance_rank_accuracy), needs_masks=True),
-    Metric("outside_inside_ratio", "localisation", "mean positive relevance outside the mask over inside (lower "
-           "is better)", _masked(loc.outside_inside_ratio), needs_masks=True),
-    Metric("sparseness", "complexity", "Gini index of |R| (higher is sparser)", _maps(sparseness)),
-    Metric("complexity", "complexity", "entropy of |R| / sum |R| (lower is simpler)", _maps(complexity)),
+    Metric("relevance_rank_accuracy", "localisation", "share of the |mask| most relevant pixels in the mask",
+           _masked(loc.relevance_rank_accuracy), needs_masks=True),
+    Metric("outside_inside_ratio", "localisation", "mean positive relevance outside the mask over inside",
+           _masked(loc.outside_inside_ratio), needs_masks=True),
+    Metric("sparseness", "complexity", "Gini index of |R|", _maps(sparseness)),
+    Metric("complexity", "complexity", "entropy of |R| / sum |R|", _maps(complexity)),
 )}
-DEFAULT_METRICS = ("pixel_flipping", "region_perturbation", "insertion", "deletion", "faithfulness_correlation",
-                   "sparseness", "complexity")
 
 
 def run_metric(metric: Metric, context: Context, params: dict) -> Scores:

@@ -9,6 +9,7 @@ Notation: ``x⁺ = max(x, 0)``, ``x⁻ = min(x, 0)``; ``sgn0(z) = +1 if z ≥ 0 
 from __future__ import annotations
 
 from ..engine.kernel import Call, LinearOp
+from ..errors import MethodError
 
 
 def stabilize(xp, z, epsilon):
@@ -27,6 +28,17 @@ def divide(xp, r, z, epsilon):
         zero = z == 0
         return xp.where(zero, 0.0, r / xp.where(zero, 1.0, z)).astype(r.dtype, copy=False)
     return r / stabilize(xp, z, epsilon)
+
+
+def broadcast_param(xp, value, x, name: str):
+    """A rule's array parameter (``low``, ``high``, ``mu``) as ``x``'s dtype broadcast to ``x``'s shape, or a
+    :class:`MethodError` naming it when it cannot be."""
+    array = xp.asarray(value, dtype=x.dtype)
+    try:
+        return xp.broadcast_to(array, x.shape)
+    except ValueError:
+        raise MethodError(f"{name} of shape {tuple(array.shape)} cannot be broadcast to the shape {tuple(x.shape)} "
+                          "of the input it applies to") from None
 
 
 def clamp(xp, a, lo=None, hi=None):

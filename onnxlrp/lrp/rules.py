@@ -19,6 +19,7 @@ from ..engine.kernel import Gradient as Gradient  # the exact VJP: in the catalo
 from ..errors import RuleNotApplicableError
 from .core import (
     add_terms,
+    broadcast_param,
     clamp,
     divide,
     forward_or_zero,
@@ -227,9 +228,8 @@ class ZBox(LinearRule):
         xp = call.xp
         x = op.inputs[0]
         axes = tuple(range(1, x.ndim))
-        low = x.min(axis=axes, keepdims=True) if self.low is None else xp.asarray(self.low, dtype=x.dtype)
-        high = x.max(axis=axes, keepdims=True) if self.high is None else xp.asarray(self.high, dtype=x.dtype)
-        low, high = xp.broadcast_to(low, x.shape), xp.broadcast_to(high, x.shape)
+        low = broadcast_param(xp, x.min(axis=axes, keepdims=True) if self.low is None else self.low, x, "low")
+        high = broadcast_param(xp, x.max(axis=axes, keepdims=True) if self.high is None else self.high, x, "high")
         w = modified_params(op, lambda n, p: p, self.zero_params)
         wpos = modified_params(op, lambda n, p: clamp(xp, p, lo=0), self.zero_params)
         wneg = modified_params(op, lambda n, p: clamp(xp, p, hi=0), self.zero_params)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .core import add_terms, clamp, forward_or_zero, modified_params, pullback, stabilize
+from .core import add_terms, broadcast_param, clamp, forward_or_zero, modified_params, pullback, stabilize
 from .rules import LinearRule
 
 DIVISIONS = ("safe", "innvestigate")
@@ -28,7 +28,7 @@ def safe_divide(xp, r, z, division: str = "safe"):
 def sign_mu(xp, x, mu=0.0):
     """``S_μ(x) = +1 if x ≥ μ else −1`` (``mu=0``: ``sgn0``, zero counts as positive); ``mu`` may be an array
     broadcast against ``x`` (e.g. one threshold per feature)."""
-    threshold = xp.asarray(mu, dtype=x.dtype)
+    threshold = broadcast_param(xp, mu, x, "mu")
     return xp.where(x >= threshold, 1.0, -1.0).astype(x.dtype, copy=False)
 
 

@@ -59,8 +59,10 @@ class Method:
     requires: Callable | None = field(default=None, compare=False)
 
     def rules(self, session, params: Mapping, overrides: Mapping | None = None) -> dict:
-        """The rule of every node this method assigns one to, with ``overrides`` applied and checked."""
-        assigned = self.assign(session, dict(params)) if self.assign is not None else {}
+        """The rule of every node this method assigns one to, with ``overrides`` applied and checked (``params``
+        are checked against their declarations first: ``onnxlrp inspect --set`` passes them unchecked)."""
+        params = check_params(self.name, dict(params))
+        assigned = self.assign(session, params) if self.assign is not None else {}
         return with_overrides(session, assigned, overrides)
 
     def check(self, session, params: Mapping | None = None) -> Check:

@@ -50,6 +50,7 @@ figcaption { margin-top: 3px; max-width: 270px; }
 .evaluation .best { font-weight: 600; }
 .evaluation .note { font-size: 12px; color: #555; }
 .metric { display: inline-block; vertical-align: top; margin: 0 16px 10px 0; }
+.evaluation figure img { max-width: 100%; height: auto; }
 """
 
 
@@ -223,3 +224,13 @@ def evaluation_section(metrics: Sequence[MetricView], overall: Sequence[tuple[st
                      f"</tr>{rows}</table>{plot}</div>")
     parts.append("</section>\n")
     return "".join(parts)
+
+
+def views_section(views: Sequence[tuple[str, bytes]], split_sign: bool = False) -> str:
+    """The report's multi-class views: per input one picture (rows: targets; tiles: methods and contrasts)."""
+    note = ("each map split into its positive (red) and negative (blue) part, on the map's own scale"
+            if split_sign else "each map scaled by its own largest |R|")
+    figures = "".join(f"<figure><img src=\"{_b64(png)}\" alt=\"views of {_e(name)}\"><figcaption>{_e(name)}"
+                      f"</figcaption></figure>" for name, png in views)
+    return (f"<section class=\"evaluation\" id=\"views\"><h2>Views per class</h2><p class=\"note\">One row per "
+            f"target, one tile per method and contrast; {note}.</p>{figures}</section>\n")

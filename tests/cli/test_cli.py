@@ -7,8 +7,10 @@ import json
 import os
 import pty
 import re
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -337,6 +339,10 @@ def test_progress_bar_draws_only_on_a_tty():
     assert forced_off.getvalue() == ""
 
 
+#: seconds the pty test waits for its child to finish drawing (a hung child fails the test, not the run)
+PTY_TIMEOUT = 300
+
+
 def test_explain_is_silent_on_stderr_off_a_terminal_and_draws_on_one(tmp_path):
     """Subprocess with stderr a pipe: no bar; with stderr a pseudo-terminal: the bar appears; --quiet: nothing."""
     argv = ["explain", DIGITS, SAMPLES, "-o", tmp_path / "a"]
@@ -349,7 +355,17 @@ def test_explain_is_silent_on_stderr_off_a_terminal_and_draws_on_one(tmp_path):
                                 stdout=subprocess.DEVNULL, stderr=slave, cwd=REPO, env=env)
         os.close(slave)
         chunks = []
-        while True:
+        deadline = time.monotonic() + PTY_TIMEOUT
+        while True:  # read until the child closes the pty (EOF or EIO), but never past the deadline
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                proc.kill()
+                proc.wait()
+                os.close(master)
+                pytest.fail(f"the child did not close its pseudo-terminal within {PTY_TIMEOUT} s")
+            ready, _, _ = select.select([master], [], [], min(remaining, 1.0))
+            if not ready:
+                continue
             try:
                 data = os.read(master, 4096)
             except OSError:
@@ -357,7 +373,7 @@ def test_explain_is_silent_on_stderr_off_a_terminal_and_draws_on_one(tmp_path):
             if not data:
                 break
             chunks.append(data)
-        assert proc.wait(timeout=300) == 0
+        assert proc.wait(timeout=PTY_TIMEOUT) == 0
         os.close(master)
         text = b"".join(chunks).decode()
         if quiet:

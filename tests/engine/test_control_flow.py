@@ -106,3 +106,16 @@ def test_what_onnxruntime_loads_is_explained_with_a_warning():
     model.graph.node[0].op_type = "NoSuchOp"
     with pytest.raises(errors.ModelCheckError, match="fails the ONNX checker"):
         onnxlrp.Explainer(model)
+
+
+def test_nodes_listed_out_of_order_are_sorted_as_onnxruntime_does():
+    from tests.helpers.onnx_builders import relu_cnn
+    model = relu_cnn()
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes[2:] + nodes[:2])  # the first conv and relu listed last
+    x = np.random.default_rng(0).normal(size=(1, 2, 8, 8)).astype(np.float32)
+    ex = onnxlrp.Explainer(model, check=False)
+    assert any("topological order" in line for line in ex.canonizer_log)
+    expected = onnxlrp.Explainer(relu_cnn()).explain(x, "epsilon_plus")
+    np.testing.assert_array_equal(ex.explain(x, "epsilon_plus").relevance, expected.relevance)

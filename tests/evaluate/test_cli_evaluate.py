@@ -83,3 +83,36 @@ def test_line_plot_draws_series_and_baseline():
     colours = {tuple(c) for c in image.reshape(-1, 3)[::7]}
     assert (0, 114, 178) in colours and (213, 94, 0) in colours
     assert nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+def test_several_targets_and_contrasts_make_variants_and_views(tmp_path):
+    inputs = [str(p) for p in sorted(SAMPLES.glob("*.png"))[3:5]]
+    out = tmp_path / "mc"
+    code = main(["evaluate", str(DIGITS_MODEL), *inputs, "--method", "epsilon_plus,clrp1", "--target", "3,8",
+                 "--contrast", "5", "--split-sign", "--metric", "sparseness", "--report", "-q", "-o", str(out)])
+    assert code == 0
+    data = json.loads((out / "evaluation.json").read_text())
+    names = [m["name"] for m in data["methods"]]
+    assert names == ["epsilon_plus@3", "epsilon_plus@8", "clrp1@3 vs 5", "clrp1@8 vs 5"]
+    assert data["methods"][2]["params"]["contrast"] == 5 and data["methods"][2]["target"] == "3"
+    views = sorted((out / "views").glob("*.png"))
+    assert len(views) == 2
+    picture = np.asarray(Image.open(views[0]))
+    assert picture.shape[0] > 2 * 128  # two rows (targets) of zoomed tiles
+    html = (out / "report.html").read_text()
+    assert 'id="views"' in html and html.count("<img") == 2
+
+
+def test_contrast_without_a_contrastive_method_is_a_usage_error(tmp_path, capsys):
+    code = main(["evaluate", str(DIGITS_MODEL), str(SAMPLES), "--contrast", "5", "--metric", "sparseness",
+                 "-o", str(tmp_path / "x")])
+    assert code == 2 and "contrastive method" in capsys.readouterr().err
+
+
+def test_sign_tiles_separate_positive_and_negative_relevance():
+    from onnxlrp.views.multiclass import sign_tiles
+    rmap = np.array([[2.0, -1.0], [0.0, 0.5]])
+    positive, negative = sign_tiles(rmap)
+    assert tuple(positive[0, 0]) == (255, 0, 0) and tuple(positive[0, 1]) == (255, 255, 255)
+    assert tuple(negative[0, 0]) == (255, 255, 255) and negative[0, 1, 2] == 255 and negative[0, 1, 0] < 255
+    assert tuple(negative[1, 0]) == tuple(positive[1, 0]) == (255, 255, 255)

@@ -11,6 +11,7 @@ import faulthandler
 import signal
 import sys
 import threading
+import time
 
 import numpy as np
 from hypothesis import settings
@@ -37,7 +38,8 @@ class ExampleTimeout(AssertionError):
 def bounded(seconds: float = EXAMPLE_SECONDS, what: str = "the example"):
     """Fail with :class:`ExampleTimeout` when the body runs longer than ``seconds`` (SIGALRM on the main thread,
     so it interrupts Python code, and onnxruntime/numpy as soon as they return to Python); a hard kill after
-    :data:`HARD_SECONDS` catches code that never returns."""
+    :data:`HARD_SECONDS` catches code that never returns. An alarm already set (pytest-timeout's, which uses
+    SIGALRM too) is put back afterwards with the time it had left."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
@@ -45,8 +47,9 @@ def bounded(seconds: float = EXAMPLE_SECONDS, what: str = "the example"):
     def on_alarm(signum, frame):
         raise ExampleTimeout(f"{what} ran longer than {seconds} s (a hang or an unbounded computation)")
 
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
     faulthandler.dump_traceback_later(HARD_SECONDS, exit=True, file=sys.__stderr__)
     try:
         yield
@@ -54,6 +57,9 @@ def bounded(seconds: float = EXAMPLE_SECONDS, what: str = "the example"):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         faulthandler.cancel_dump_traceback_later()
+        if outer > 0:  # the enclosing alarm, less the time spent here (at once if it is already due)
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-3))
+
 
 
 _TRAILING = (",", ";", "(", "[", "{", "-", " e.g.", " and", " or", " the", " of")

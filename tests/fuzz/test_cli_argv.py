@@ -21,7 +21,7 @@ from onnxlrp.errors import EXIT_CODES
 from onnxlrp.methods.params import PARAMS
 from tests.fuzz import support
 
-pytestmark = pytest.mark.fuzz
+pytestmark = [pytest.mark.fuzz, pytest.mark.filterwarnings("ignore::onnxlrp.errors.OnnxLrpWarning")]
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "digits" / "digits_cnn.onnx"
@@ -142,8 +142,10 @@ OPTIONS = {
 
 @st.composite
 def inspect_argv(draw):
-    argv = ["inspect", str(MODEL), "--method", draw(st.sampled_from(METHODS + BAD_METHODS), label="method")]
-    for key in draw(st.lists(st.sampled_from(sorted(PARAMS) + ["bogus"]), max_size=2), label="set keys"):
+    method = draw(st.sampled_from(METHODS + BAD_METHODS), label="method")
+    argv = ["inspect", str(MODEL), "--method", method]
+    own = sorted(onnxlrp.methods()[method]["params"]) if method in onnxlrp.methods() else []
+    for key in draw(st.lists(st.sampled_from(own * 4 + sorted(PARAMS) + ["bogus"]), max_size=2), label="set keys"):
         argv += ["--set", f"{key}={draw(st.sampled_from(SET_VALUES), label=key)}"]
     for option, value in draw(st.fixed_dictionaries({}, optional={
             "--input-name": st.sampled_from(["image", "x", ""]), "--output-name": st.sampled_from(["logits", "x"]),

@@ -22,7 +22,7 @@ from onnxlrp.methods.params import PARAMS
 from tests.fuzz import support
 from tests.fuzz.models import BASES
 
-pytestmark = pytest.mark.fuzz
+pytestmark = [pytest.mark.fuzz, pytest.mark.filterwarnings("ignore::onnxlrp.errors.OnnxLrpWarning")]
 
 METHODS = ["epsilon_plus_flat", "gradient", "integrated_gradients", "grad_cam", "rap", "clrp1", "epsilon_gamma_box",
            "smoothgrad", "contrastive_grad_cam", "sglrp", "clrp2", "gradient_x_sign_mu", "alpha_beta", "stdx_epsilon",

@@ -14,7 +14,7 @@ from tests.fuzz import support
 from tests.fuzz.models import BASES
 from tests.fuzz.mutations import MUTATIONS
 
-pytestmark = pytest.mark.fuzz
+pytestmark = [pytest.mark.fuzz, pytest.mark.filterwarnings("ignore::onnxlrp.errors.OnnxLrpWarning")]
 
 #: method -> parameters that keep one example cheap (IG and SmoothGrad with few passes)
 METHODS = {

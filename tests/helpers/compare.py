@@ -9,6 +9,7 @@ the end of the run, worst margin first (``tests/conftest.py``).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ class Record:
     measured: float
     tol: float
     kind: str
+    site: str = ""
 
     @property
     def used(self) -> float:
@@ -40,9 +42,17 @@ def _current_test() -> str:
     return current.rsplit(" ", 1)[0] if current else "?"
 
 
+def _site() -> str:
+    """``file:line`` of the first caller outside this module (the comparison in the test)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    return "" if frame is None else f"{os.path.relpath(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
 def record(measured: float, tol: float, label: str = "", kind: str = "rel") -> float:
     """Record ``measured`` against ``tol`` for the running test; returns ``measured``."""
-    RECORDS.append(Record(_current_test(), label, float(measured), float(tol), kind))
+    RECORDS.append(Record(_current_test(), label, float(measured), float(tol), kind, _site()))
     return float(measured)
 
 

@@ -32,6 +32,8 @@ from tests.helpers.compare import assert_close, assert_rel, within
 COVERED = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "onnxlrp::AttentionMask",
            "ai.onnx.ml::Scaler", "ai.onnx.ml::Imputer"}
 MS = "com.microsoft"
+#: ONNX's checker has no schema for onnxruntime's SimplifiedLayerNormalization (in the default domain)
+pytestmark = pytest.mark.filterwarnings("ignore:the model fails the ONNX checker:onnxlrp.errors.ModelCheckWarning")
 
 
 @dataclass
@@ -513,3 +515,37 @@ def test_optimised_bert_explains_as_its_export(hidden_act, fused):
             a, b = results["plain", method], results["optimised", method]
             assert_rel(b.relevance, a.relevance, tol, f"{method} {dtype}: optimised vs plain")
             assert_close(b.output, a.output, rtol=tol, atol=tol)
+
+
+def test_matmul_integer_without_rescaling_runs_on_shifted_integers():
+    """A MatMulInteger read by something other than the Cast → Mul(scales) pattern: the product of the
+    zero-point-shifted integers, held as floats, and its consumers read that."""
+    w = np.random.default_rng(9).integers(-128, 128, size=(6, 4)).astype(np.int8)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("MatMulInteger", ["q", "w", "z", "wz"], ["i"]),
+             helper.make_node("Cast", ["i"], ["y"], to=TensorProto.FLOAT)]
+    init = {"s": np.float32(0.05), "z": np.uint8(100), "w": w, "wz": np.int8(3)}
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in init.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    x = F(3, 6)
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None,
+                                                                                                       {"x": x})[0]
+    session = check_session(model, {"x": x}, "y", expected, rtol=0, atol=1e-9, fd=False)
+    assert "MatMulInteger" not in {n.op_type for n in session.path.nodes}
+    res = onnxlrp.Explainer(model, dtype="float64").explain(x, method="gradient", target=2)
+    np.testing.assert_allclose(res.relevance, np.broadcast_to((w[:, 2] - 3.0) / 0.05, x.shape))
+
+
+def test_fused_op_that_cannot_be_decomposed_is_reported_by_name():
+    """An Attention with rotary embedding inside (``do_rotary``) stays as it is: the preflight names the node."""
+    from onnxlrp.errors import UnsupportedOpError
+
+    case = Op("attention_rotary", "Attention", {"x": F(2, 3, 8)}, {"w": F(8, 24), "b": F(24)},
+              {"num_heads": 2, "do_rotary": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(UnsupportedOpError, match="Attention"):
+            Session(build(case, shapes=False), check=False)

@@ -321,7 +321,7 @@ def test_vjp_is_adjoint_of_forward(case):
         lhs = sum(float(np.sum(gr * (a - b))) / (2 * h) for gr, a, b in zip(grads, f_plus, f_minus) if gr is not None)
         rhs = float(np.sum(vjp[port] * v))
         assert vjp[port].shape == call.inputs[port].shape
-        assert_close(lhs, rhs, rtol=1e-6, atol=1e-6)
+        assert_close(lhs, rhs, rtol=2e-8, atol=2e-8)
 
 
 def test_dense_kernel_matches_matmul_add():
@@ -335,7 +335,7 @@ def test_dense_kernel_matches_matmul_add():
     x = np.random.default_rng(3).normal(size=(2, 4, 5)).astype(np.float32)
     ref = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     res = ex.explain(x, method="gradient", target=0)
-    assert_close(res.output, ref, rtol=1e-5, atol=1e-5)
+    assert_close(res.output, ref, rtol=8e-7, atol=8e-7)
 
 
 def test_row_dense_is_a_per_sample_dense_layer():
@@ -351,7 +351,7 @@ def test_row_dense_is_a_per_sample_dense_layer():
     gz, v = g.normal(size=z.shape), g.normal(size=x.shape)
     dx = kernel.vjp(call, (gz,))[0]
     (z_v,) = kernel.forward(Call(node, (v, w, None), (), (True, False, False), np))
-    assert_close(float(np.sum(dx * v)), float(np.sum(gz * z_v)), rtol=1e-6, atol=1e-12)
+    assert_close(float(np.sum(dx * v)), float(np.sum(gz * z_v)), rtol=2e-15, atol=2e-21)
 
 
 # onnxlrp-domain kernels the canonizer fuses from a decomposed subgraph: forward vs onnxruntime on that subgraph
@@ -380,12 +380,12 @@ def test_fused_kernel_matches_its_subgraph(op):
     call = Call(node, (x,) + tuple(consts.get(t) for t in node.inputs[1:]), (),
                 (True,) + (False,) * (len(node.inputs) - 1), np)
     (y,) = kernel.forward(call)[:1]
-    assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    assert_close(y, ref, rtol=2e-6, atol=2e-6)
     g, v, h = np.random.default_rng(6).normal(size=y.shape), np.random.default_rng(7).normal(size=x.shape), 1e-6
     dx = kernel.vjp(call, (g,))[0]
     plus = kernel.forward(Call(node, (x + h * v,) + call.inputs[1:], (), call.varying, np))[0]
     minus = kernel.forward(Call(node, (x - h * v,) + call.inputs[1:], (), call.varying, np))[0]
-    assert_close(float(np.sum(g * (plus - minus))) / (2 * h), float(np.sum(dx * v)), rtol=1e-6, atol=1e-6)
+    assert_close(float(np.sum(g * (plus - minus))) / (2 * h), float(np.sum(dx * v)), rtol=8e-10, atol=8e-10)
 
 
 def test_every_registered_kernel_has_a_case():

@@ -219,7 +219,7 @@ def test_multi_pass_methods_chunk_to_the_budget_with_the_same_result():
     chunks = tight.session.chunks(8 * 3, None, 3, x.shape)
     assert [len(c) for c in chunks] == [6, 6, 6, 6]
     assert_close(tight.explain(x, "integrated_gradients", steps=8).relevance, whole.relevance,
-                               rtol=1e-12, atol=1e-14)
+                               rtol=3e-15, atol=3e-17)
 
 
 def two_head_detector():

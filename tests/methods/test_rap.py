@@ -416,7 +416,7 @@ def test_equal_to_the_authors_code(name):
     theirs = authors_rap(model, x, targets)
     for n in range(len(x)):
         err = rel_l2(ours[n], theirs[n])
-        assert within(err, 1e-6, f"sample {n}"), f"{name} sample {n}: relative L2 {err:.3g}"
+        assert within(err, 6e-12, f"sample {n}"), f"{name} sample {n}: relative L2 {err:.3g}"
 
 
 def test_basicblock_resnet_runs_and_matches_the_fixed_walk():
@@ -425,9 +425,9 @@ def test_basicblock_resnet_runs_and_matches_the_fixed_walk():
     res = ex.explain(x, method="rap", target=targets)
     theirs = authors_rap(model, x, targets)
     for n in range(len(x)):
-        assert_rel(res.relevance[n], theirs[n], 1e-6)
+        assert_rel(res.relevance[n], theirs[n], 5e-11)
         z = logits[n, targets[n]]
-        assert_close(res.relevance[n].sum(), z, rtol=1e-6, atol=1e-12)
+        assert_close(res.relevance[n].sum(), z, rtol=2e-14, atol=2e-20)
 
 
 # ============================================================================================ properties (§4.7)
@@ -439,7 +439,7 @@ def test_conservation_end_to_end(name):
     _, ex, x, targets, logits = case(name)
     r = ex.explain(x, method="rap", target=targets).relevance
     for n in range(len(x)):
-        assert_close(r[n].sum(), logits[n, targets[n]], rtol=1e-6, atol=1e-12)
+        assert_close(r[n].sum(), logits[n, targets[n]], rtol=2e-14, atol=2e-20)
 
 
 @pytest.mark.parametrize("name", ["vgg", "resnet_bottleneck"])
@@ -450,7 +450,7 @@ def test_first_step_shares_the_sign_of_the_logit_and_sums_to_it(name):
     a = res.intermediate[penultimate]
     for n in range(len(x)):
         z = logits[n, targets[n]]
-        assert_close(a[n].sum(), z, rtol=1e-9, atol=1e-12)
+        assert_close(a[n].sum(), z, rtol=5e-15, atol=5e-18)
         assert np.all(a[n] * np.sign(z) >= 0) and np.any(a[n] != 0)
 
 
@@ -465,7 +465,7 @@ def test_every_node_conserves_on_vgg():
         if node.name == logits:
             continue  # the first step maps the seed (sum 1) to z_c: test_first_step_...
         r_out, r_in = kept[node.outputs[0]], kept[node.inputs[0]]
-        assert_close(r_in.reshape(2, -1).sum(1), r_out.reshape(2, -1).sum(1), rtol=1e-9,
+        assert_close(r_in.reshape(2, -1).sum(1), r_out.reshape(2, -1).sum(1), rtol=3e-15,
                                    err_msg=node.name)
         if ex.categories[node.name] == "activation":
             np.testing.assert_array_equal(r_in, r_out)
@@ -483,7 +483,7 @@ def test_residual_add_and_fan_out_conserve():
     assert len(cuts) == 5
     z = logits[np.arange(2), targets]
     for t in cuts:
-        assert_close(res.intermediate[t].reshape(2, -1).sum(1), z, rtol=1e-9, err_msg=t)
+        assert_close(res.intermediate[t].reshape(2, -1).sum(1), z, rtol=2e-14, err_msg=t)
     rules = {name: rule for name, _, rule in ex.rules_for("rap")}
     assert all(rules[n.name] == "Norm(epsilon=0.0, zero_params=())" for n in ex.path.nodes if n.op_type == "Add")
 
@@ -505,25 +505,25 @@ def test_hidden_layer_conserves_for_non_negative_inputs_and_doubles_otherwise():
     r = rng.standard_normal((2, 5, 3, 3)) * (rng.random((2, 5, 3, 3)) < 0.7)
     axes = (1, 2, 3)
     out = RapHidden("conv").propagate(kernel, Call(node, (relu, w), (), (True, False), np), (r,))[0]
-    assert_close(out.sum(axis=axes), r.sum(axis=axes), rtol=1e-9)
+    assert_close(out.sum(axis=axes), r.sum(axis=axes), rtol=3e-15)
     assert np.all(out[relu == 0] == 0)
     # [code quirk] signed input: each branch is conserved separately, so the layer outputs 2ΣR
     out = RapHidden("conv").propagate(kernel, Call(node, (x, w), (), (True, False), np), (r,))[0]
-    assert_close(out.sum(axis=axes), 2 * r.sum(axis=axes), rtol=1e-9)
+    assert_close(out.sum(axis=axes), 2 * r.sum(axis=axes), rtol=2e-15)
     # the dense variant, per sample over the last axis
     dense_w = rng.standard_normal((6, 9))
     kernel, call = dense_call(dense_w, np.maximum(rng.standard_normal((1, 9)), 0))
     call = Call(call.node, (np.maximum(rng.standard_normal((3, 9)), 0), dense_w), (), (True, False), np)
     r = rng.standard_normal((3, 6))
     out = RapHidden("linear").propagate(kernel, call, (r,))[0]
-    assert_close(out.sum(axis=1), r.sum(axis=1), rtol=1e-9)
+    assert_close(out.sum(axis=1), r.sum(axis=1), rtol=3e-15)
 
 
 def test_input_zbox_conserves_and_keeps_the_sign_of_r():
     kernel, node, x, w, rng = _random_conv(2)
     r = np.abs(rng.standard_normal((2, 5, 6, 6)))
     out = RapInput().propagate(kernel, Call(node, (x, w), (), (True, False), np), (r,))[0]
-    assert_close(out.sum(axis=(1, 2, 3)), r.sum(axis=(1, 2, 3)), rtol=1e-9)
+    assert_close(out.sum(axis=(1, 2, 3)), r.sum(axis=(1, 2, 3)), rtol=3e-15)
     assert np.all(out >= -1e-12)
 
 
@@ -586,11 +586,11 @@ def test_logit_layer_without_bias_and_non_dense_logits():
     ex = onnxlrp.Explainer(model.SerializeToString(), dtype="float64")
     x = np.abs(rng.standard_normal((2, 4)))
     res = ex.explain(x, method="rap", target=0)
-    assert_close(res.relevance.sum(1), res.output[:, 0], rtol=1e-9)
+    assert_close(res.relevance.sum(1), res.output[:, 0], rtol=2e-15)
     # [code quirk] the first dense layer gets the hidden rule (the code's Linear has no input rule): on a signed input
     # both branches are conserved, so the map sums to 2 z_c
     signed = ex.explain(x * np.array([1, -1, 1, -1]), method="rap", target=0)
-    assert_close(signed.relevance.sum(1), 2 * signed.output[:, 0], rtol=1e-9)
+    assert_close(signed.relevance.sum(1), 2 * signed.output[:, 0], rtol=2e-15)
     conv_head = make_model([helper.make_node("Conv", ["x", "w"], ["y"])], [("x", [1, 2, 1, 1])], [("y", [1, 3, 1, 1])],
                            {"w": rng.standard_normal((3, 2, 1, 1)).astype(np.float32)})
     with pytest.raises(errors.MethodError, match="RAP needs the logits"):
@@ -632,6 +632,6 @@ def test_unfolding_recovers_the_original_dense_parameters_and_the_fallback_agree
     exact = ex.explain(x, method="rap", target=1).relevance
     monkeypatch.setattr(rap, "_original_params", lambda ex, pre: None)
     fallback = ex.explain(x, method="rap", target=1).relevance
-    assert_close(fallback, exact, rtol=1e-9, atol=1e-12)
+    assert_close(fallback, exact, rtol=2e-14, atol=2e-17)
     monkeypatch.setattr(rap, "unfolded", lambda ex, node: None)
     assert rel_l2(ex.explain(x, method="rap", target=1).relevance, exact) > 1e-3  # folded as is: not RAP's map

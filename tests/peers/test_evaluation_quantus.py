@@ -46,9 +46,9 @@ MEASURED: dict[str, float] = {}
 
 
 class SmallCNN(torch.nn.Module):
-    def __init__(self):
+    def __init__(self, channels: int = 1):
         super().__init__()
-        self.conv1 = torch.nn.Conv2d(1, 6, 3, padding=1)
+        self.conv1 = torch.nn.Conv2d(channels, 6, 3, padding=1)
         self.relu1 = torch.nn.ReLU()
         self.pool = torch.nn.MaxPool2d(2)
         self.conv2 = torch.nn.Conv2d(6, 8, 3, padding=1)
@@ -219,6 +219,30 @@ def test_bridge_runs_quantus_on_the_onnx_model(setup):
     q = _quiet(metric, module, x, y, a_batch=None, explain_func=explain)
     ours = ev.pixel_flipping(ex, x, y, a, features_in_step=16)
     _record("bridge: Quantus PixelFlipping on the ONNX module", ours.curve[:, 1:], q)
+
+
+def test_three_channels_with_a_pixel_map():
+    """An RGB input explained by a map without channels: Quantus repeats the map over the channels, so do we, and
+    ties (a pixel's three channels) fall in the same order (both sort with numpy's default argsort). Quantus wants
+    features_in_step to divide H * W. Logits: Quantus's float32 softmax would blur small AOPC drops."""
+    torch.manual_seed(1)
+    model = SmallCNN(channels=3).eval()
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (4, 3, SIDE, SIDE)).astype(np.float32)
+    with torch.no_grad():
+        y = model(torch.from_numpy(x)).argmax(1).numpy()
+    ex = onnxlrp.Explainer(export_onnx(model, torch.from_numpy(x[:1])))
+    a = rng.normal(size=(4, 1, SIDE, SIDE))
+    ours_pf = ev.pixel_flipping(ex, x, y, a, features_in_step=16, output="logit")
+    ours_rp = ev.region_perturbation(ex, x, y, a, patch_size=4, regions_evaluation=8, random_orders=0,
+                                     output="logit")
+    for label, qmodel, tol in (("torch", model, TOL_TORCH), ("onnx", ev.torch_module(ex), TOL)):
+        q = _quiet(quantus.PixelFlipping(features_in_step=16, disable_warnings=True), qmodel, x, y, a_batch=a,
+                   softmax=False)
+        _record(f"pixel_flipping RGB, pixel map ({label})", ours_pf.curve[:, 1:], q, tol)
+        q = _quiet(quantus.RegionPerturbation(patch_size=4, regions_evaluation=8, disable_warnings=True), qmodel, x,
+                   y, a_batch=a, softmax=False)
+        _record(f"region_perturbation RGB, pixel map ({label})", ours_rp.extra["quantus"], q, tol)
 
 
 def _torch_input_x_gradient(model, x, y):

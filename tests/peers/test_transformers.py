@@ -463,7 +463,9 @@ def test_squeeze_excitation_gate():
     constant (no relevance reaches the sigmoid)."""
     shape = (2, 3, 4, 4)
     ex = onnxlrp.Explainer(with_head(decomposed_model("se_gate", shape), shape), dtype="float64")
-    assert dict(zip([n for n, _ in ex.path_nodes()], [ex.categories[n.name] for n in ex.path.nodes]))
+    categories = {op: ex.categories[name] for name, op in ex.path_nodes()}
+    assert categories == {"ReduceMean": "avgpool", "MatMul": "dense", "Sigmoid": "activation",
+                          "Unsqueeze": "structural", "Mul": "bilinear", "Flatten": "structural", "Gemm": "dense"}
     x = np.random.default_rng(5).normal(size=shape)
     target = np.array([1, 0])
     _fd_gradient_check(ex, x, target)

@@ -168,9 +168,9 @@ def test_per_token_relevance_equals_autograd(cnn, tokenizer_path):
     assert res.special[0][0] and res.special[0][-1] and not any(res.special[0][1:-1])
     assert len(res.tokens[1]) > len(res.tokens[0])                       # padding removed per text
     logits, expected = torch_token_relevance(model, tokenizer_path, TEXTS, [2, 0])
-    assert_close(res.output, logits, rtol=1e-6, atol=1e-9)
+    assert_close(res.output, logits, rtol=2e-15, atol=2e-18)
     for got, want in zip(res.relevance, expected):
-        assert_rel(got, want, 1e-5)
+        assert_rel(got, want, 9e-15)
     assert res.embedding_relevance.shape[:2] == (2, len(res.tokens[1])) and res.embedding_relevance.shape[2] == 16
     assert np.all(res.embedding_relevance[0, len(res.tokens[0]):] == 0)  # padded positions are masked out
 
@@ -182,7 +182,7 @@ def test_lrp0_per_token_relevance_conserves_without_biases(tmp_path, tokenizer_p
     res = otext.explain_text(str(path), tokenizer_path, TEXTS, method="lrp0", dtype="float64")
     for i in range(2):
         logit = res.output[i, res.target[i]]
-        assert within(abs(res.relevance[i].sum() - logit) / abs(logit), 1e-6, "conservation")
+        assert within(abs(res.relevance[i].sum() - logit) / abs(logit), 2e-15, "conservation")
 
 
 def test_html_view_colours_tokens_by_signed_relevance(cnn, tokenizer_path):
@@ -301,7 +301,7 @@ def test_tiny_bert_per_token_relevance(tmp_path, tokenizer_path):
     per_token = (grad * emb).sum(-1).detach().numpy()
     for i in range(2):
         want = per_token[i, mask[i].bool().numpy()]
-        assert_rel(res.relevance[i], want, 1e-5)
+        assert_rel(res.relevance[i], want, 2e-8)
     default = tx.explain(TEXTS)
     assert default.method == "attnlrp" and np.isfinite(default.relevance[0]).all()
     assert_close(default.embedding_relevance, tx.explain(TEXTS, method="attnlrp").embedding_relevance)

@@ -29,12 +29,33 @@ def test_coldnhot_is_black_at_zero_relevance():
     assert imaging.apply_colormap(np.array([0.5]), "coldnhot")[0].tolist() == [0, 0, 0]
 
 
-def test_signed_colormaps_are_mirror_images_in_brightness():
-    for name in imaging.SIGNED_COLORMAPS:
-        lut = imaging.colormap_lut(name).astype(int)
-        assert lut[0].sum() != lut[255].sum() or name != "gray"
-        # the centre is the colour of zero relevance, the same from both sides
-        assert np.abs(lut[127] - lut[128]).max() <= 4
+def _centre_is_the_brightness_extreme(lut) -> bool:
+    """Both ends lie on the same side of the centre's brightness (channel sum), far from it, and the brightness moves
+    monotonically away from the centre's towards each end (1 of rounding allowed)."""
+    brightness = lut.astype(int).sum(axis=1)
+    centre = brightness[127:129].mean()
+    dev = np.sign(brightness[0] - centre) * (brightness - centre)
+    return bool(dev[0] > 100 and dev[255] > 100 and (np.diff(dev[:128]) <= 1).all()
+                and (np.diff(dev[128:]) >= -1).all())
+
+
+@pytest.mark.parametrize("name", imaging.SIGNED_COLORMAPS)
+def test_signed_colormaps_tell_the_signs_apart_and_centre_zero(name):
+    """Negative and positive ends have different colours, and zero relevance (the centre) is the brightest (bwr,
+    seismic, france) or darkest (coldnhot) colour, both signs fading towards it; bwr and seismic are exact mirror
+    images in brightness."""
+    lut = imaging.colormap_lut(name).astype(int)
+    assert (lut[0] != lut[255]).any()
+    assert _centre_is_the_brightness_extreme(lut)
+    if name in ("bwr", "seismic"):
+        assert (lut.sum(axis=1) == lut.sum(axis=1)[::-1]).all()
+    # the centre is the colour of zero relevance, the same from both sides
+    assert np.abs(lut[127] - lut[128]).max() <= 4
+
+
+def test_the_centre_check_rejects_an_unsigned_map():
+    """``gray`` is not signed: its brightness rises straight through the centre."""
+    assert not _centre_is_the_brightness_extreme(imaging.colormap_lut("gray"))
 
 
 def test_apply_colormap_clips_out_of_range_values():
