@@ -26,8 +26,9 @@ def digits_model() -> str:
 
 # ---------------------------------------------------------------------------------------------- CI rules
 #: heavy modules (peers on the same weights, exports, real pretrained models): `pytest -m "not slow"` skips them
-SLOW = ("tests/peers/", "tests/cli/test_shipped_models.py", "tests/text/test_text_minilm.py", "tests/cli/test_cli_resnet50.py", "tests/methods/test_cam.py",
-        "tests/methods/test_sign.py", "tests/methods/test_clrp.py", "tests/methods/test_rap.py")
+SLOW = ("tests/peers/", "tests/cli/test_shipped_models.py", "tests/text/test_text_minilm.py",
+        "tests/cli/test_cli_resnet50.py", "tests/methods/test_cam.py", "tests/methods/test_sign.py",
+        "tests/methods/test_clrp.py", "tests/methods/test_rap.py")
 #: in strict mode (``ONNXLRP_STRICT=1``, set by ``make test``) a skip is a failure unless its reason starts so:
 #: only what the platform cannot have (a FIFO, a GPU) may be skipped in CI
 ALLOWED_SKIP_PREFIX = "platform:"
