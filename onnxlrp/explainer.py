@@ -120,11 +120,11 @@ class Explainer:
         returned in ``intermediate`` (or ``"all"``)."""
         session = self.session
         m, full = resolve_method(method, params)
-        if relevance_init not in ("logit", "one_hot"):
-            raise MethodError(f"relevance_init must be 'logit' or 'one_hot'; got {relevance_init!r}")
-        if not (keep == "all" or (isinstance(keep, (list, tuple, set, frozenset))
-                                  and all(isinstance(k, str) for k in keep))):
-            raise MethodError(f"keep must be 'all' or a list of tensor names; got {keep!r}")
+        if not (isinstance(relevance_init, str) and relevance_init in ("logit", "one_hot")):
+            raise MethodError(f"relevance_init must be 'logit' or 'one_hot'; got {_short(relevance_init)}")
+        if not ((isinstance(keep, str) and keep == "all") or (isinstance(keep, (list, tuple, set, frozenset))
+                                                               and all(isinstance(k, str) for k in keep))):
+            raise MethodError(f"keep must be 'all' or a list of tensor names; got {_short(keep)}")
         ids = None
         if self.lookup is not None:
             ids, x, feeds = self._embed(x, feeds)
@@ -165,6 +165,12 @@ class Explainer:
         if lookup.cut_reads_ids:
             fixed[lookup.ids_input] = ids
         return ids, embedded, fixed
+
+
+def _short(value) -> str:
+    """A one-line repr of a value a user passed, at most 60 characters."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def explain(model, x, method: str = "epsilon_plus_flat", target=None, **kwargs) -> Explanation:

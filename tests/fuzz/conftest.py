@@ -1,9 +1,10 @@
 """Hypothesis profiles for the fuzz suite.
 
-``default`` (what ``make test`` runs): few examples per test, derandomized (the same examples on every run, so CI is
-reproducible), the whole folder in well under 90 s on 2 cores. ``long`` (``ONNXLRP_FUZZ=long``, what ``make fuzz``
-runs): many more examples, still derandomized so a failure found there reproduces; ``ONNXLRP_FUZZ=random`` is the
-same budget with a fresh seed per run, to look further. ``ONNXLRP_FUZZ_EXAMPLES=N`` overrides the example count.
+``default`` (what ``make test`` runs): 120 examples per unit of weight (``support.examples``), derandomized (the
+same examples on every run, so CI is reproducible): the whole folder in about 30-40 s on 2 cores. ``long``
+(``ONNXLRP_FUZZ=long``, what ``make fuzz`` runs): 1500, about 3-4 minutes, still derandomized so a failure found
+there reproduces; ``ONNXLRP_FUZZ=random`` is the same budget with a fresh seed per run, to look further.
+``ONNXLRP_FUZZ_EXAMPLES=N`` overrides the example count of either.
 
 Every example is also bounded in time by :func:`tests.fuzz.support.bounded` (a SIGALRM watchdog), and hypothesis's
 ``deadline`` is a generous backstop on top of it.
@@ -17,11 +18,11 @@ from hypothesis import HealthCheck, Phase, settings
 
 #: examples per test (each test may scale this by its own weight, see ``support.examples``)
 DEFAULT_EXAMPLES = 120
-LONG_EXAMPLES = 800
+LONG_EXAMPLES = 1500
 
 _common = dict(
     deadline=timedelta(seconds=30),
-    database=None,  # nothing written to .hypothesis/; a failure prints its example (and a reproduce blob)
+    database=None,  # no example database: a failure prints its example and a @reproduce_failure blob
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
                            HealthCheck.function_scoped_fixture],

@@ -216,8 +216,10 @@ def test_hostile_parameters_rules_and_options(data):
         if key not in kwargs and method in ("integrated_gradients", "smoothgrad"):
             kwargs[key] = 2
     options = data.draw(st.fixed_dictionaries({}, optional={
-        "rules": RULES_OVERRIDES, "keep": st.one_of(st.just("all"), NAMES, st.lists(NAMES, max_size=2), ANY_NUMBER),
-        "relevance_init": st.one_of(st.sampled_from(["logit", "one_hot", "softmax"]), ANY_NUMBER),
+        "rules": RULES_OVERRIDES,
+        "keep": st.one_of(st.just("all"), NAMES, st.lists(NAMES, max_size=2), ANY_NUMBER, st.just(np.ones((2, 2)))),
+        "relevance_init": st.one_of(st.sampled_from(["logit", "one_hot", "softmax"]), ANY_NUMBER,
+                                    st.just(np.ones(3))),
         "feeds": st.one_of(st.none(), st.just({}), st.just({"x": np.ones(1)}), st.just({"ghost": 1}), NAMES)}),
         label="options")
     x = np.random.default_rng(0).normal(size=(2, *shape)).astype(dtype)
@@ -257,3 +259,10 @@ def test_hostile_explainer_arguments(data):
 
     kind, value = support.outcome(run)
     note(f"{kind}: {value if kind == 'error' else 'explained'}")
+
+
+@pytest.mark.parametrize("option", [{"keep": np.ones((2, 2))}, {"relevance_init": np.ones(3)}])
+def test_array_valued_explain_options(option):
+    x = np.ones((2, 6), np.float32)
+    kind, value = support.outcome(lambda: explainer("mlp", "float32").explain(x, "epsilon", **option))
+    assert kind == "error"
