@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test fuzz bench bench-text clean browser
+.PHONY: demo test fuzz bench bench-text clean browser mutate
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ browser:
 # (tests/fuzz/conftest.py; a few minutes on 2 cores). ONNXLRP_FUZZ=random looks further with a fresh seed each run.
 fuzz: $(VENV)/.test
 	ONNXLRP_FUZZ=long $(PY) -m pytest -q tests/fuzz
+
+# Mutation testing of the engine core with mutmut (slow; not part of `make test`): rules, rule algebra, walker,
+# canonizers, seeds, contrastive heads and the conv/dense/pool kernels against the fast test folders. Runs in
+# build/mutate/ (tools/mutate.sh); the configuration is [tool.mutmut] in pyproject.toml; tools/mutation_report.md
+# records the survivors and what became of each. `make mutate MUTANTS='onnxlrp.lrp.rules*'` limits the run.
+mutate: $(VENV)/.test
+	PY=$(abspath $(PY)) tools/mutate.sh $(MUTANTS)
 
 bench: $(VENV)/.test
 	$(PY) tools/bench.py

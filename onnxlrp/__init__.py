@@ -30,6 +30,7 @@ _EXPORTS = {
     "errors": ("onnxlrp.errors", None),
     "rules": ("onnxlrp.lrp.rules", None),
     "text": ("onnxlrp.text", None),
+    "evaluate": ("onnxlrp.evaluate", None),
     "kernels": ("onnxlrp.engine.registry", "load_builtin_kernels"),
 }
 

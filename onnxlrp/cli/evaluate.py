@@ -241,8 +241,8 @@ def _evaluate(args, methods, metrics, files, out_dir: Path) -> int:
                             random[metric.name]["values"].extend(np.asarray(base.values, np.float64).tolist())
                             if base.curve is not None:
                                 random[metric.name]["curves"].append(base.curve)
-                if draw_views:
-                    shown_views += _write_views(out_dir, group, variants, maps, layout, args)
+                if draw_views:  # the report shows the first 12 inputs' views; the rest are files only
+                    shown_views += _write_views(out_dir, group, variants, maps, layout, args)[:12 - len(shown_views)]
                 progress.update(len(group))
     summary = _write(out_dir, args, ex, variants, metrics, results, random, steps, len(items), prep, t0,
                      shown_views)

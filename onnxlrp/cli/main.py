@@ -1,4 +1,4 @@
-"""The ``onnxlrp`` command line: ``explain``, ``explain-text``, ``inspect`` and ``methods``.
+"""The ``onnxlrp`` command line: ``explain``, ``explain-text``, ``evaluate``, ``inspect`` and ``methods``.
 
 ``main(argv) -> int`` runs in-process (tests call it directly); ``python -m onnxlrp`` and the ``onnxlrp`` script
 call it too. Every error onnxlrp raises on purpose prints one line, ``onnxlrp: error: <first line>``, to stderr and

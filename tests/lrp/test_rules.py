@@ -1,4 +1,4 @@
-"""Rules against hand-derived golden vectors (ALGORITHMS.md Appendix A.1: one dense layer, float64) and their
+"""Rules against hand-derived golden vectors (docs/formulas.md §A.1: one dense layer, float64) and their
 defining properties (limits, independence of x, conservation)."""
 from __future__ import annotations
 
@@ -121,3 +121,59 @@ def test_epsilon_rules_reuse_the_forward_value_only_when_it_is_theirs(rule):
     wrong = Call(call.node, call.inputs, (2 * z,), call.varying, np)
     changed = not np.allclose(rule.propagate(kernel, wrong, (r,))[0], recomputed)
     assert changed == (rule.zero_params == ())
+
+
+# ----------------------------------------------------------------------- survivors of mutation testing (make mutate)
+def test_stabilizer_keeps_the_sign_of_small_and_scalar_denominators():
+    """``sgn0`` is taken from ``z`` itself: a negative scalar ``z`` and array entries in (−1, 0) get ``−ε`` (the
+    stabiliser must never move a denominator towards zero)."""
+    from onnxlrp.lrp.core import stabilize
+    assert stabilize(np, -2.0, 0.5) == -2.5 and stabilize(np, 0.0, 0.5) == 0.5 and stabilize(np, 3.0, 0.5) == 3.5
+    z = np.array([-0.75, -0.25, 0.25, 0.75])
+    np.testing.assert_array_equal(stabilize(np, z, 0.5), [-1.25, -0.75, 0.75, 1.25])
+
+
+@pytest.mark.parametrize("rule", [r for r, _ in GOLDEN] + [Epsilon(0.0)], ids=lambda r: r.describe())
+def test_rules_keep_float32(rule):
+    """In float32 mode every rule returns float32 (a parameter or an ε-free division must not promote to float64),
+    and the golden values hold to float32 precision."""
+    kernel, call = dense_call()
+    call32 = Call(call.node, tuple(np.asarray(v, np.float32) for v in call.inputs), (), call.varying, np)
+    r_in = rule.propagate(kernel, call32, (R_OUT.astype(np.float32),))[0]
+    assert r_in.dtype == np.float32
+    expected = rule.propagate(kernel, call, (R_OUT.astype(float),))[0]
+    assert_close(r_in, expected, rtol=2e-6, atol=2e-6)                   # float32 rounding: measured <= 4e-7
+
+
+def test_box_bounds_of_the_wrong_shape_are_refused_by_name():
+    from onnxlrp.errors import MethodError
+    kernel, call = dense_call()
+    with pytest.raises(MethodError) as info:
+        ZBox(np.zeros(3), 2.0).propagate(kernel, call, (R_OUT.astype(float),))
+    assert str(info.value) == "low of shape (3,) cannot be broadcast to the shape (1, 4) of the input it applies to"
+
+
+@pytest.mark.parametrize("rule", [ZPlus(), AlphaBeta(2, 1)], ids=lambda r: r.describe())
+def test_alpha_beta_keeps_the_bias_when_the_inputs_of_one_sign_are_all_zero(rule):
+    """With every input negative, ``x⁺ = 0`` but the α denominator still holds ``b⁺`` (docs/formulas.md §A.1):
+    ``s^α = R / (W⁻x⁻ + b⁺)``, ``s^β = R / (W⁺x⁻ + b⁻)``, ``R_i = x_i(α Σ_j w⁻_ij s^α_j − β Σ_j w⁺_ij s^β_j)``."""
+    x = np.array([[-1.0, -0.5, -2.0, -0.25]])
+    kernel, call = dense_call(x=x)
+    r = R_OUT.astype(float)
+    wp, wn = np.maximum(W, 0), np.minimum(W, 0)
+    s_a = r / (x @ wn.T + np.maximum(B, 0) + 1e-6 * np.sign(x @ wn.T + np.maximum(B, 0)))
+    z_b = x @ wp.T + np.minimum(B, 0)
+    s_b = r / (z_b + 1e-6 * np.where(z_b >= 0, 1, -1))
+    expected = x * (rule.alpha * (s_a @ wn) - rule.beta * (s_b @ wp))
+    assert_close(rule.propagate(kernel, call, (r,))[0], expected, rtol=1e-14, atol=1e-15)
+
+
+def test_lrp0_division_drops_zero_denominators_without_a_floating_point_warning():
+    """``ε = 0``: a zero denominator gives 0, and no division by zero is ever evaluated (the CLI reports numpy's
+    floating-point warnings to the user, so a silent inf/NaN that is masked afterwards would still surface)."""
+    from onnxlrp.lrp.core import divide
+    r, z = np.array([1.0, -2.0, 3.0]), np.array([0.5, 0.0, -0.0])
+    with np.errstate(all="raise"):
+        out = divide(np, r, z, 0)
+    np.testing.assert_array_equal(out, [2.0, 0.0, 0.0])
+    assert out.dtype == r.dtype

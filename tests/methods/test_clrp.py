@@ -1,5 +1,5 @@
-"""CLRP and SGLRP: equal to the formulas computed with zennit on the same weights (target map and dual map through
-a modified final layer), plus the properties of ALGORITHMS.md 3.7 and 7 (items 18-21)."""
+"""CLRP and SGLRP (docs/formulas.md §A.3): equal to the formulas computed with zennit on the same weights (target
+map and dual map through a modified final layer), plus the properties of ALGORITHMS.md 3.7 and 7 (items 18-21)."""
 from __future__ import annotations
 
 import copy
@@ -101,7 +101,7 @@ def test_clrp1_abs_logits_equals_zennit(setup):
     assert_rel(res.intermediate["dual_relevance"], r_dual, 3e-15)
     expected = norm_diff(r, r_dual)
     assert_rel(res.intermediate["difference"], expected, 2e-14)
-    assert_close(res.relevance, np.maximum(expected, 0), atol=9e-18)
+    assert_close(res.relevance, np.maximum(expected, 0), rtol=2e-11, atol=9e-18)
     assert_close(res.intermediate["difference"].sum(axis=(1, 2, 3)), 0, atol=2e-15)
 
 
@@ -130,7 +130,7 @@ def test_spliced_duals_equal_zennit_with_a_modified_last_layer(setup, mode):
     res = ex.explain(x.numpy(), target=target, low=LOW, high=HIGH, **kwargs)
     assert_rel(res.intermediate["target_relevance"], r, 5e-15)
     assert_rel(res.intermediate["dual_relevance"], r_dual, 5e-15)
-    assert_close(res.relevance, np.maximum(norm_diff(r, r_dual), 0), atol=2e-17)
+    assert_close(res.relevance, np.maximum(norm_diff(r, r_dual), 0), rtol=1e-10, atol=2e-17)
 
 
 def test_uniform_target_and_raw_diff(setup):
@@ -143,7 +143,7 @@ def test_uniform_target_and_raw_diff(setup):
     res = ex.explain(x.numpy(), method="clrp1", dual_seed="uniform_target", combine="raw_diff", low=LOW, high=HIGH)
     assert_rel(res.intermediate["dual_relevance"], r_dual, 4e-15)
     assert_close(res.relevance, np.maximum(res.intermediate["target_relevance"] - r_dual, 0),
-                               atol=2e-18)
+                               rtol=2e-11, atol=2e-18)
 
 
 def test_maps_are_non_negative_with_zplus(setup):
@@ -193,7 +193,7 @@ def test_clrp2_with_an_epsilon_head_is_rejected(setup):
                                          torch.tensor([[abs(z[n, c[n]])]])) for n in range(3)])
     assert_rel(res.intermediate["target_relevance"], r, 1e-14)
     assert_rel(res.intermediate["dual_relevance"], r_dual, 1e-14)
-    assert_close(res.relevance, np.maximum(norm_diff(r, r_dual), 0), rtol=1e-12, atol=1e-14)
+    assert_close(res.relevance, np.maximum(norm_diff(r, r_dual), 0), rtol=5e-15, atol=5e-17)
 
 
 def test_sglrp_equals_zennit_two_pass(setup):
@@ -262,11 +262,11 @@ def test_signed_clrp1_under_a_preset_equals_zennit(setup, mode):
     r = zennit_preset_map(net, x, torch.as_tensor(seed))
     assert (r < 0).any() and (r_dual < 0).any()                       # signed maps
     assert not np.allclose(np.abs(r).sum((1, 2, 3)), r.sum((1, 2, 3)))
-    assert_rel(res.intermediate["target_relevance"], r, 1e-13)
-    assert_rel(res.intermediate["dual_relevance"], r_dual, 1e-13)
+    assert_rel(res.intermediate["target_relevance"], r, 5e-15)
+    assert_rel(res.intermediate["dual_relevance"], r_dual, 5e-15)
     expected = norm_diff(r, r_dual)
     assert_rel(res.intermediate["difference"], expected, 1e-13)
-    assert_close(res.relevance, np.maximum(expected, 0), rtol=1e-12, atol=1e-15)
+    assert_close(res.relevance, np.maximum(expected, 0), rtol=1e-12, atol=1e-14)
 
 
 def test_signed_sglrp_under_a_preset_equals_zennit(setup):

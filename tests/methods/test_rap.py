@@ -1,4 +1,4 @@
-"""RAP (Nam et al. 2020): the golden vectors of ALGORITHMS.md A.2, equality with the authors' algorithm (a torch
+"""RAP (Nam et al. 2020): the golden vectors of docs/formulas.md §A.2, equality with the authors' algorithm (a torch
 transcription of their ``RAP_relprop``, written for this test) on VGG-style and Bottleneck-ResNet nets, a BasicBlock
 ResNet (where their ``Clone`` crashes), and the properties of ALGORITHMS.md §4.7 / §7 items 22-25."""
 from __future__ import annotations
@@ -373,11 +373,11 @@ def test_golden_first_step():
     kernel, call = dense_call(w, [[1, 0.5, 2, 0]], [0.3, -7.0])
     seed = np.array([[1.0, 0.0]])
     op = kernel.linear_op(call)
-    assert_close(op.forward(op.inputs, op.params)[0, 0], 0.8, rtol=1e-6, atol=1e-12)
+    assert_close(op.forward(op.inputs, op.params)[0, 0], 0.8, rtol=1e-14, atol=1e-16)
     raw = first_contributions(np, op, seed)
-    assert_close(raw[0], [0.8, -0.8, 0.8, 0], atol=1e-12)
+    assert_close(raw[0], [0.8, -0.8, 0.8, 0], rtol=1e-14, atol=1e-15)
     assert_close(redistribute(np, raw)[0], [0.266667, 0.266667, 0.266667, 0], atol=1e-6)
-    assert_close(RapFirst().propagate(kernel, call, (seed,))[0][0], [0.8 / 3] * 3 + [0], atol=1e-12)
+    assert_close(RapFirst().propagate(kernel, call, (seed,))[0][0], [0.8 / 3] * 3 + [0], rtol=1e-14, atol=1e-15)
 
 
 W_HIDDEN = [[1, -0.5, 0.25], [-1, 2, 0.5], [0.5, 0.5, -1], [0, -0.25, 1.5]]
@@ -403,7 +403,7 @@ def test_golden_hidden_layer(variant, node):
     assert_close(shift(np, c, r, axes).ravel(), after, atol=1e-6)
     k = RapHidden(variant).propagate(kernel, call, (r,))[0]
     assert_close(k.ravel(), after, atol=1e-6)
-    assert_close(k.sum(), 1.0, rtol=1e-6, atol=1e-12)
+    assert_close(k.sum(), 1.0, rtol=1e-14, atol=1e-16)
 
 
 # ============================================================================================ parity with the authors
@@ -537,7 +537,7 @@ def test_maxpool_conserves_and_drops_zero_windows():
     call = Call(node, (x,), (None,), (True,), np)
     r = np.arange(1.0, 9.0).reshape(1, 2, 2, 2)
     out = RapMaxPool().propagate(kernel, call, (r,))[0]
-    assert_close(out.sum(), r.sum() - r[0, 0, 0, 0], rtol=1e-6, atol=1e-12)
+    assert_close(out.sum(), r.sum() - r[0, 0, 0, 0], rtol=1e-14, atol=1e-16)
     assert np.count_nonzero(out) == 7
 
 

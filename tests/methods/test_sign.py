@@ -1,7 +1,7 @@
-"""SIGN (ALGORITHMS.md §2): gradient-SIGN methods against signxai2 0.5.0 on the same weights, LRP-SIGN names against an
-independent float64 torch reference written from the formulas (signxai's TensorFlow semantics), the §7 invariants
-14-17, the rules' golden vectors (Appendix A.1), the name grammar, and where signxai2 0.5.0's PyTorch port does not
-do what its method names say.
+"""SIGN (docs/formulas.md §A.4): gradient-SIGN methods against signxai2 0.5.0 on the same weights, LRP-SIGN names
+against an independent float64 torch reference written from the formulas (signxai's TensorFlow semantics), the §7
+invariants 14-17, the rules' golden vectors (docs/formulas.md §A.4), the name grammar, and where signxai2 0.5.0's
+PyTorch port does not do what its method names say.
 
 signxai2 is installed with ``pip install --no-deps signxai2==0.5.0`` (it imports torch, zennit, numpy, scipy,
 matplotlib, pillow; no extra dependency). Two of its PyTorch entry points are used:
@@ -34,7 +34,7 @@ from onnxlrp.methods.sign import _number
 from tests.helpers.compare import assert_close, assert_rel, within
 from tests.helpers.compare import rel_err as rel
 from tests.helpers.onnx_builders import make_model
-from tests.lrp.test_rules import R_OUT, X, dense_call  # the one-dense-layer fixture of ALGORITHMS.md A.1
+from tests.lrp.test_rules import R_OUT, X, dense_call  # the one-dense-layer fixture, docs/formulas.md §A.1
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -463,7 +463,7 @@ def test_stdx_limits_and_per_sample_std(case):
 # ---------------------------------------------------------------------------------------------- rules
 
 
-GOLDEN = [  # ALGORITHMS.md Appendix A.1
+GOLDEN = [  # docs/formulas.md §A.4 (on the §A.1 layer)
     (Z(), [-0.383799, 0.565837, 2.169296, 0]),
     (Sign(), [-0.383799, 1.131675, 1.084648, 0.979976]),
     (SignMu(mu=0.5), [-0.383799, 1.131675, 1.084648, -0.979976]),
@@ -483,9 +483,9 @@ def test_sign_rule_identities():
     """``R_SIGN ⊙ |x| == R_Z`` on one layer; per-feature μ; no conservation expected."""
     kernel, call = dense_call()
     sign = Sign().propagate(kernel, call, (R_OUT,))[0]
-    assert_close(sign * np.abs(X), Z().propagate(kernel, call, (R_OUT,))[0], atol=1e-12)
+    assert_close(sign * np.abs(X), Z().propagate(kernel, call, (R_OUT,))[0], rtol=1e-14, atol=1e-15)
     per_feature = SignMu(mu=(0.0, 0.0, 3.0, -1.0)).propagate(kernel, call, (R_OUT,))[0]
-    assert_close(per_feature, sign * np.array([[1, 1, -1, 1]]), atol=1e-12)
+    assert_close(per_feature, sign * np.array([[1, 1, -1, 1]]), rtol=1e-14, atol=1e-15)
 
 
 def test_zero_denominator_modes():
@@ -496,7 +496,7 @@ def test_zero_denominator_modes():
                        {"w": w.astype(np.float32)})
     node = Graph(model).nodes[0]
     kernel, call = resolve(node), Call(node, (x, w), (), (True, False), np)
-    assert_close(Z().propagate(kernel, call, (r,))[0], [[0.5, 0.5]])
+    assert_close(Z().propagate(kernel, call, (r,))[0], [[0.5, 0.5]], rtol=1e-14)
     assert_close(Z(division="innvestigate").propagate(kernel, call, (r,))[0], [[0.5 + 1e7, 0.5 - 1e7]])
     assert_close(Sign(division="innvestigate").propagate(kernel, call, (r,))[0],
                                [[0.5 + 1e7, 0.5 - 1e7]])

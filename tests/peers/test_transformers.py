@@ -71,13 +71,13 @@ def test_bert_attnlrp_equals_lxt(ref, name):
     ex = onnxlrp.Explainer(_model(ref, name), dtype="float64")
     assert any("GELU" in line for line in ex.canonizer_log) or name == "bert_dynamo"
     res = ex.explain(data["bert_embeds"], "attnlrp", target=data["bert_target"], epsilon=TINY, product_epsilon=TINY)
-    assert_close(res.output, data["bert_logits"], rtol=1e-6)
+    assert_close(res.output, data["bert_logits"], rtol=2e-8)
     err = rel_l2(res.relevance, data["bert_attnlrp"])
     print(f"{name}: AttnLRP vs LXT 2.1 rel. L2 = {err:.2e}")
-    assert within(err, 1e-4, "attnlrp vs LXT")  # measured: ~1e-8 (float32 off-path values such as the SDPA scale)
+    assert within(err, 1e-7, "attnlrp vs LXT")  # measured: ~1e-8 (float32 off-path values such as the SDPA scale)
     per_token = res.relevance.sum(axis=-1)
     assert per_token.shape == data["bert_embeds"].shape[:2]
-    assert_rel(per_token, data["bert_attnlrp"].sum(axis=-1), 1e-4)
+    assert_rel(per_token, data["bert_attnlrp"].sum(axis=-1), 3e-8)
 
 
 @needs_reference
@@ -87,9 +87,9 @@ def test_bert_gradients_equal_autograd(ref, name):
     ex = onnxlrp.Explainer(_model(ref, name), dtype="float64")
     x, t = data["bert_embeds"], data["bert_target"]
     grad = ex.explain(x, "gradient", target=t).relevance
-    assert_rel(grad, data["bert_grad"], 1e-6)
+    assert_rel(grad, data["bert_grad"], 2e-9)
     ixg = ex.explain(x, "input_x_gradient", target=t).relevance
-    assert_rel(ixg, x * data["bert_grad"], 1e-6)
+    assert_rel(ixg, x * data["bert_grad"], 1e-9)
 
 
 @needs_reference
@@ -98,15 +98,15 @@ def test_vit_cp_lrp_and_attnlrp_equal_lxt_and_gradients_equal_autograd(ref):
     ex = onnxlrp.Explainer(_model(ref, "vit"), dtype="float64")
     x, t = data["vit_image"], data["vit_target"]
     res = ex.explain(x, "cp_lrp", target=t, epsilon=TINY, product_epsilon=TINY)
-    assert_close(res.output, data["vit_logits"], rtol=1e-6)
+    assert_close(res.output, data["vit_logits"], rtol=5e-7)                     # measured 4.9e-8
     err = rel_l2(res.relevance, data["vit_cp_lrp"])
     print(f"vit: CP-LRP vs LXT 2.1 rel. L2 = {err:.2e}")
-    assert within(err, 1e-4, "cp-lrp vs LXT")
-    assert_rel(ex.explain(x, "gradient", target=t).relevance, data["vit_grad"], 1e-6)
+    assert within(err, 2e-7, "cp-lrp vs LXT")
+    assert_rel(ex.explain(x, "gradient", target=t).relevance, data["vit_grad"], 2e-7)
     attn = ex.explain(x, "attnlrp", target=t, epsilon=TINY, product_epsilon=TINY).relevance
     err = rel_l2(attn, data["vit_attnlrp"])
     print(f"vit: AttnLRP vs LXT 2.1's rules rel. L2 = {err:.2e}")
-    assert within(err, 1e-4, "attnlrp vs LXT") and rel_l2(attn, res.relevance) > 1e-3  # and it is not CP-LRP
+    assert within(err, 2e-7, "attnlrp vs LXT") and rel_l2(attn, res.relevance) > 1e-3  # and it is not CP-LRP
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_float32_mode_runs_on_bert(ref):
     _, data = ref
     ex = onnxlrp.Explainer(_model(ref, "bert"))
     res = ex.explain(data["bert_embeds"], "attnlrp", target=data["bert_target"])
-    assert_rel(res.relevance, data["bert_attnlrp"], 1e-2)
+    assert_rel(res.relevance, data["bert_attnlrp"], 4e-3)                     # measured 3.2e-4 (float32)
     # LRP presets know neither `bilinear` nor `layernorm` nodes and take the gradient there (zennit's behaviour for
     # an unhooked op): they run, but only the transformer methods give AttnLRP/CP-LRP relevance
     assert np.isfinite(ex.explain(data["bert_embeds"], "epsilon", target=data["bert_target"]).relevance).all()
@@ -237,7 +237,7 @@ def test_softmax_and_uniform_matmul_rules():
     kernel, call = _call("Softmax", [x[None]], [True], {"axis": -1})
     (rx,) = SoftmaxDT().propagate(kernel, call, (r[None],))
     s = np.exp(x) / np.exp(x).sum()
-    assert_close(rx.sum(), float(x @ r - (x @ s) * r.sum()), rtol=1e-6, atol=1e-12)
+    assert_close(rx.sum(), float(x @ r - (x @ s) * r.sum()), rtol=2e-15, atol=2e-21)
     a, b = g.normal(size=(2, 3, 4)), g.normal(size=(2, 4, 5))
     kernel, call = _call("MatMul", [a, b], [True, True])
     r = g.normal(size=(2, 3, 5))
@@ -246,7 +246,7 @@ def test_softmax_and_uniform_matmul_rules():
     ra, rb = UniformProduct(0.0).propagate(*_call("Mul", [a[..., :1], b[:, :3, :]], [True, True]), (r,))
     assert_close(rb, r / 2)  # an elementwise gate (broadcast): R/2 each, summed over broadcast axes
     assert ra.shape == a[..., :1].shape
-    assert_close(ra.sum(), r.sum() / 2, rtol=1e-6, atol=1e-12)
+    assert_close(ra.sum(), r.sum() / 2, rtol=3e-14, atol=3e-20)
 
 
 def test_log_softmax_rule_is_gradient_x_input_of_the_log_probability():
@@ -272,7 +272,7 @@ def test_log_softmax_rule_is_gradient_x_input_of_the_log_probability():
     ex = onnxlrp.Explainer(model, dtype="float64", explain_softmax=True)
     for method in ("attnlrp", "epsilon", "epsilon_plus"):
         res = ex.explain(inputs, method, target=[3, 1], keep=["logits"])
-        assert_close(res.intermediate["logits"], logits * (np.eye(5)[[3, 1]] - p), rtol=1e-9,
+        assert_close(res.intermediate["logits"], logits * (np.eye(5)[[3, 1]] - p), rtol=1e-11,
                                    err_msg=method)
         assert np.isfinite(res.relevance).all()
 
@@ -289,7 +289,7 @@ def test_layernorm_identity_and_constant_factor_rules():
     eps = 1e-6
     (rx, _, _) = LayerNormEpsilon(eps).propagate(kernel, call, (r,))
     z = y + eps * np.where(y >= 0, 1.0, -1.0)
-    assert_close(rx.sum(), float((r * (y - b) / z).sum()), rtol=1e-6, atol=1e-12)
+    assert_close(rx.sum(), float((r * (y - b) / z).sum()), rtol=3e-15, atol=3e-21)
     kernel, call = _call("Erf", [x], [True])
     np.testing.assert_array_equal(Pass().propagate(kernel, call, (r,))[0], r)
     kernel, call = _call("Mul", [x, w], [True, False])
@@ -402,7 +402,7 @@ def _fd_gradient_check(ex, x, target):
     up = ex.explain(x + h * v, "gradient", target=target).output
     down = ex.explain(x - h * v, "gradient", target=target).output
     fd = (up - down)[np.arange(len(target)), target].sum() / (2 * h)
-    assert_close(float(np.sum(g * v)), float(fd), rtol=1e-6, atol=1e-8)
+    assert_close(float(np.sum(g * v)), float(fd), rtol=5e-8, atol=5e-10)
 
 
 FUSIONS = {"layernorm": "LayerNorm", "layernorm_reciprocal": "LayerNorm", "erf_gelu": "ErfGelu",
@@ -425,7 +425,7 @@ def test_decomposed_operator_is_fused_and_matches(kind):
     target = np.array([0, 2])
     ref = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x.astype(np.float32)})[0]
     f32 = onnxlrp.Explainer(model).explain(x.astype(np.float32), "attnlrp", target=target)
-    assert_close(f32.output, ref, rtol=1e-5, atol=1e-5)
+    assert_close(f32.output, ref, rtol=2e-6, atol=2e-6)
     _fd_gradient_check(ex, x, target)
     if kind in NATIVE:  # the fused graph explains exactly like the native op (same weights)
         native = with_head(decomposed_model(NATIVE[kind], shape), shape)
@@ -438,7 +438,7 @@ def test_decomposed_operator_is_fused_and_matches(kind):
             params.update({"stabilizer": TINY} if method == "epsilon" else {})
             a = ex.explain(x, method, target=target, **params).relevance
             b = exn.explain(x, method, target=target, **params).relevance
-            assert_close(a, b, rtol=1e-5, atol=1e-9, err_msg=method)
+            assert_close(a, b, rtol=4e-6, atol=4e-10, err_msg=method)
 
 
 def test_silu_fused_equals_unfused_bilinear_form():
@@ -455,7 +455,7 @@ def test_silu_fused_equals_unfused_bilinear_form():
     x = np.random.default_rng(4).normal(size=shape)
     for method in ("gradient", "attnlrp"):
         assert_close(a.explain(x, method, target=1).relevance, b.explain(x, method, target=1).relevance,
-                                   rtol=1e-9, atol=1e-12)
+                                   rtol=2e-14, atol=2e-17)
 
 
 def test_squeeze_excitation_gate():
