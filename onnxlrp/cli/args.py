@@ -233,6 +233,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
 
+def _add_preprocessing(pre) -> None:
+    """The image preprocessing options ``explain`` and ``evaluate`` share."""
+    pre.add_argument("--size", nargs=2, type=_positive_int, metavar=("H", "W"), help="resize images to H x W")
+    pre.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="subtracted after scaling (default 0)")
+    pre.add_argument("--std", type=_floats, metavar="S[,S,S]", help="divides after the mean (default 1)")
+    pre.add_argument("--scale", type=_scale, metavar="F", help="pixel multiplier, e.g. 1/255 (default) or 1")
+    pre.add_argument("--layout", type=str.upper, choices=["NCHW", "NHWC"], help="default: read from the model")
+    pre.add_argument("--grayscale", action="store_true", help="convert images to one channel")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render ``--help``)."""
     parser = argparse.ArgumentParser(
@@ -281,13 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--out", default="onnxlrp-out", metavar="DIR", help="output folder (default onnxlrp-out)")
     ex.add_argument("--labels", metavar="FILE", help="text file with one class name per line")
     ex.add_argument("--report", action="store_true", help="also write report.html, a self-contained gallery")
-    pre = ex.add_argument_group("image preprocessing")
-    pre.add_argument("--size", nargs=2, type=_positive_int, metavar=("H", "W"), help="resize images to H x W")
-    pre.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="subtracted after scaling (default 0)")
-    pre.add_argument("--std", type=_floats, metavar="S[,S,S]", help="divides after the mean (default 1)")
-    pre.add_argument("--scale", type=_scale, metavar="F", help="pixel multiplier, e.g. 1/255 (default) or 1")
-    pre.add_argument("--layout", type=str.upper, choices=["NCHW", "NHWC"], help="default: read from the model")
-    pre.add_argument("--grayscale", action="store_true", help="convert images to one channel")
+    _add_preprocessing(ex.add_argument_group("image preprocessing"))
     out = ex.add_argument_group("output")
     out.add_argument("--cmap", choices=COLORMAPS, default=DEFAULT_CMAP,
                      help=f"heatmap colour map (default {DEFAULT_CMAP})")
@@ -396,13 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-o", "--out", default="onnxlrp-eval", metavar="DIR", help="output folder (default onnxlrp-eval)")
     ev.add_argument("--labels", metavar="FILE", help="text file with one class name per line")
     ev.add_argument("--report", action="store_true", help="also write report.html")
-    pre = ev.add_argument_group("image preprocessing (as for explain)")
-    pre.add_argument("--size", nargs=2, type=_positive_int, metavar=("H", "W"), help="resize images to H x W")
-    pre.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="subtracted after scaling (default 0)")
-    pre.add_argument("--std", type=_floats, metavar="S[,S,S]", help="divides after the mean (default 1)")
-    pre.add_argument("--scale", type=_scale, metavar="F", help="pixel multiplier, e.g. 1/255 (default) or 1")
-    pre.add_argument("--layout", type=str.upper, choices=["NCHW", "NHWC"], help="default: read from the model")
-    pre.add_argument("--grayscale", action="store_true", help="convert images to one channel")
+    _add_preprocessing(ev.add_argument_group("image preprocessing (as for explain)"))
     run = ev.add_argument_group("run")
     run.add_argument("--batch-size", type=_positive_int, default=16, help="inputs per batch (default 16); memory "
                      "use depends on this, not on the number of inputs")
