@@ -1,7 +1,8 @@
 """The model families people ship, each exported or built in the test, explained from the command line with
 ``epsilon_plus_flat``, ``gradient`` and ``integrated_gradients``: a YOLO-style detector (one box's class score), a
 UNet segmenter, LSTM and GRU classifiers, a QDQ-quantised and a float16 CNN, a graph with an ``If`` on a shape
-test, and a recommender taking integer ids."""
+test, an onnxruntime-optimised BERT (fused attention), a scikit-learn scaler pipeline, and a recommender taking
+integer ids."""
 from __future__ import annotations
 
 import json
@@ -47,13 +48,40 @@ def _float16(tmp_path):
     return _float16(True), (2, 3, 16, 16), []
 
 
+def _optimised_bert(tmp_path):
+    """onnxruntime's transformer optimiser output (Attention, SkipLayerNormalization, FastGelu), the mask fed."""
+    from tests.kernels.test_fused_ops import _bert
+    _, optimised = _bert("gelu_new")
+    np.save(tmp_path / "mask.npy", np.array([[1, 1, 1, 1, 0, 0]], dtype=np.int64))
+    return optimised, (2, 6, 32), ["--input-name", "embeds", "--feed", f"attention_mask={tmp_path / 'mask.npy'}"]
+
+
+def _sklearn_pipeline(tmp_path):
+    """StandardScaler → MLPClassifier exported by skl2onnx (ai.onnx.ml Scaler on the path)."""
+    pytest.importorskip("skl2onnx")
+    import warnings
+
+    from skl2onnx import to_onnx
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    r = np.random.default_rng(0)
+    X, y = r.normal(size=(200, 8)).astype(np.float32) * 16, r.integers(0, 3, size=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = make_pipeline(StandardScaler(), MLPClassifier((12,), max_iter=30, random_state=0)).fit(X, y)
+        model = to_onnx(pipe, X[:1], options={id(pipe.steps[-1][1]): {"zipmap": False}})
+    return model.SerializeToString(), (2, 8), ["--output-name", "probabilities"]
+
+
 def _if_on_a_shape_test(tmp_path):
     from tests.engine.test_control_flow import if_model
     return if_model("shape")[0].SerializeToString(), (2, 4), []
 
 
 FAMILIES = {"yolo": _yolo, "unet": _unet, "lstm": _recurrent("LSTM"), "gru": _recurrent("GRU"),
-            "qdq": _quantised, "float16": _float16, "if": _if_on_a_shape_test}
+            "qdq": _quantised, "float16": _float16, "if": _if_on_a_shape_test, "bert_optimised": _optimised_bert,
+            "sklearn_pipeline": _sklearn_pipeline}
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
