@@ -233,6 +233,18 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
 
+def _add_run_options(run, budget: str, quiet: str) -> None:
+    """Batch size, memory budget, device, dtype and --quiet, which ``explain`` and ``evaluate`` share."""
+    run.add_argument("--batch-size", type=_positive_int, default=16, help="inputs per batch (default 16); memory "
+                     "use depends on this, not on the number of inputs")
+    run.add_argument("--memory-budget", type=_bytes, metavar="BYTES",
+                     help="memory one pass may plan to use, e.g. 2G or 512M (default ONNXLRP_MEMORY_BUDGET, else "
+                          f"half the available memory); {budget}")
+    run.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    run.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    run.add_argument("-q", "--quiet", action="store_true", help=quiet)
+
+
 def _add_preprocessing(pre) -> None:
     """The image preprocessing options ``explain`` and ``evaluate`` share."""
     pre.add_argument("--size", nargs=2, type=_positive_int, metavar=("H", "W"), help="resize images to H x W")
@@ -297,15 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"heatmap colour map (default {DEFAULT_CMAP})")
     out.add_argument("--top-k", type=_positive_int, default=5, help="scores listed per input (default 5)")
     run = ex.add_argument_group("run")
-    run.add_argument("--batch-size", type=_positive_int, default=16, help="inputs per batch (default 16); memory "
-                     "use depends on this, not on the number of inputs")
-    run.add_argument("--memory-budget", type=_bytes, metavar="BYTES",
-                     help="memory one pass may plan to use, e.g. 2G or 512M (default ONNXLRP_MEMORY_BUDGET, else "
-                          "half the available memory); inputs that would need more are refused before decoding, "
-                          "batches are split to fit")
-    run.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    run.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stdout")
+    _add_run_options(run, budget="inputs that would need more are refused before decoding, batches are split to fit",
+                     quiet="no progress bar and no summary on stdout")
     _add_model_selection(ex)
     _add_common(ex)
     ex.set_defaults(func=_command("explain", "cmd_explain"))
@@ -402,14 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--report", action="store_true", help="also write report.html")
     _add_preprocessing(ev.add_argument_group("image preprocessing (as for explain)"))
     run = ev.add_argument_group("run")
-    run.add_argument("--batch-size", type=_positive_int, default=16, help="inputs per batch (default 16); memory "
-                     "use depends on this, not on the number of inputs")
-    run.add_argument("--memory-budget", type=_bytes, metavar="BYTES",
-                     help="memory one pass may plan to use, e.g. 2G (default ONNXLRP_MEMORY_BUDGET, else half the "
-                          "available memory); also bounds the batches of perturbed inputs")
-    run.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    run.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no table on stdout")
+    _add_run_options(run, budget="also bounds the batches of perturbed inputs",
+                     quiet="no progress bar and no table on stdout")
     _add_model_selection(ev)
     _add_common(ev)
     ev.set_defaults(func=_command("evaluate", "cmd_evaluate"))
