@@ -32,8 +32,9 @@ class Position:
     def flat(self, shape: tuple, output_name: str) -> int:
         """The index into the flattened per-sample output of ``shape``; a :class:`TargetError` when it does not fit."""
         if len(self.index) != len(shape) or not all(isinstance(i, (int, np.integer)) for i in self.index):
+            noun = "index" if len(shape) == 1 else "indices"
             raise TargetError(f"target position {list(self.index)} does not fit output {output_name!r}, whose samples "
-                              f"have shape {tuple(shape)}: give {len(shape)} integer {'index' if len(shape) == 1 else 'indices'}")
+                              f"have shape {tuple(shape)}: give {len(shape)} integer {noun}")
         if not all(0 <= i < n for i, n in zip(self.index, shape)):
             raise TargetError(f"target position {list(self.index)} is out of range for output {output_name!r}, "
                               f"whose samples have shape {tuple(shape)}")
