@@ -139,7 +139,10 @@ class StdxEpsilon(LinearRule):
 class AlphaBeta(LinearRule):
     """LRP-αβ (Bach et al. 2015), zennit semantics: ``R_i = α[x⁺_i(W⁺ᵀs^α)_i + x⁻_i(W⁻ᵀs^α)_i]
     − β[x⁺_i(W⁻ᵀs^β)_i + x⁻_i(W⁺ᵀs^β)_i]`` with ``s^α = R/(W⁺x⁺ + W⁻x⁻ + b⁺)``, ``s^β = R/(W⁻x⁺ + W⁺x⁻ + b⁻)``.
-    Requires ``α, β ≥ 0`` and ``α − β = 1``."""
+    Any ``α, β ≥ 0`` (not both 0). Each term is conserved on its own (``Σ_i R^α_i = R = Σ_i R^β_i`` where the
+    denominators are non-zero, less the share of the bias), so the layer's input relevance sums to ``(α − β)·ΣR``:
+    conservative only when ``α − β = 1`` (zennit's and the papers' usual setting). ``α = 0, β = 1`` gives the
+    β-only (negative) map, its sum ``−ΣR``; ``α = 3, β = 1`` amplifies by 2 per layer."""
 
     alpha: float = 2.0
     beta: float = 1.0
@@ -149,8 +152,8 @@ class AlphaBeta(LinearRule):
     def __post_init__(self):
         if self.alpha < 0 or self.beta < 0:
             raise ValueError(f"alpha and beta must be non-negative; got alpha={self.alpha}, beta={self.beta}")
-        if abs((self.alpha - self.beta) - 1.0) > 1e-12:
-            raise ValueError(f"alpha - beta must equal 1; got alpha={self.alpha}, beta={self.beta}")
+        if self.alpha == 0 and self.beta == 0:
+            raise ValueError("alpha and beta cannot both be 0 (no relevance would pass); got alpha=0, beta=0")
 
     def apply(self, op, r, call):
         xp = call.xp
@@ -160,15 +163,21 @@ class AlphaBeta(LinearRule):
         wneg = modified_params(op, lambda n, p: clamp(xp, p, hi=0), self.zero_params)
         wpos_nb = modified_params(op, lambda n, p: clamp(xp, p, lo=0), self.zero_params, drop_bias=True)
         wneg_nb = modified_params(op, lambda n, p: clamp(xp, p, hi=0), self.zero_params, drop_bias=True)
+        if self.alpha == 0:  # the β-only map: the α term is not computed
+            return [-self.beta * b for b in self._inhibitor(op, r, xpos, xneg, wneg, wpos_nb, xp)]
         z_a = forward_or_zero(op, xpos, wpos, xp) + forward_or_zero(op, xneg, wneg_nb, xp)
         s_a = divide(xp, r, z_a, self.stabilizer)
         r_a = add_terms(pullback(op, s_a, wpos, xpos, xp), pullback(op, s_a, wneg_nb, xneg, xp))
         if self.beta == 0:
             return [self.alpha * a for a in r_a] if self.alpha != 1 else r_a
+        r_b = self._inhibitor(op, r, xpos, xneg, wneg, wpos_nb, xp)
+        return [self.alpha * a - self.beta * b for a, b in zip(r_a, r_b)]
+
+    def _inhibitor(self, op, r, xpos, xneg, wneg, wpos_nb, xp):
+        """``R^β = x⁺(W⁻ᵀs^β) + x⁻(W⁺ᵀs^β)``, ``s^β = R/(W⁻x⁺ + W⁺x⁻ + b⁻)``."""
         z_b = forward_or_zero(op, xpos, wneg, xp) + forward_or_zero(op, xneg, wpos_nb, xp)
         s_b = divide(xp, r, z_b, self.stabilizer)
-        r_b = add_terms(pullback(op, s_b, wneg, xpos, xp), pullback(op, s_b, wpos_nb, xneg, xp))
-        return [self.alpha * a - self.beta * b for a, b in zip(r_a, r_b)]
+        return add_terms(pullback(op, s_b, wneg, xpos, xp), pullback(op, s_b, wpos_nb, xneg, xp))
 
 
 @dataclass(frozen=True)

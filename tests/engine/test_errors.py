@@ -140,9 +140,9 @@ def test_unknown_method_and_parameter():
     assert first_line(e) == ("method 'epsilon_plus' has no parameter 'gamma'; its parameters are: epsilon, "
                              "stabilizer, zero_params")
     with pytest.raises(errors.MethodError) as e:
-        ex.explain(x, method="alpha_beta", alpha=2.0, beta=2.0)
-    assert first_line(e) == ("bad parameters for method 'alpha_beta': alpha - beta must equal 1; got alpha=2.0, "
-                             "beta=2.0")
+        ex.explain(x, method="alpha_beta", alpha=0.0, beta=0.0)
+    assert first_line(e) == ("bad parameters for method 'alpha_beta': alpha and beta cannot both be 0 (no relevance "
+                             "would pass); got alpha=0, beta=0")
 
 
 def test_rule_not_applicable():

@@ -74,8 +74,8 @@ def test_bias_free_layer_conserves(rule):
 
 
 def test_alpha_beta_rejects_bad_parameters():
-    with pytest.raises(ValueError, match="alpha - beta must equal 1"):
-        AlphaBeta(2, 2)
+    with pytest.raises(ValueError, match="cannot both be 0"):
+        AlphaBeta(0, 0)
     with pytest.raises(ValueError, match="non-negative"):
         AlphaBeta(-1, -2)
 
