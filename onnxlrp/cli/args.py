@@ -27,7 +27,8 @@ DEFAULT_METHOD = "epsilon_plus_flat"
 TEXT_METHOD = "attnlrp"
 #: ``--cmap`` choices: the names of :data:`onnxlrp.views.imaging.COLORMAP_STOPS`, repeated here so that building the
 #: parser does not import numpy (:mod:`onnxlrp.cli.outputs` checks that the two agree when it is imported)
-COLORMAPS = ("bwr", "seismic", "france", "coldnhot", "gray")
+COLORMAPS = ("bwr", "seismic", "france", "coldnhot", "gray", "grey", "jet", "hot", "coolwarm", "seismic_mpl", "viridis",
+             "inferno", "magma", "plasma")
 DEFAULT_CMAP = "bwr"
 
 
@@ -305,8 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--report", action="store_true", help="also write report.html, a self-contained gallery")
     _add_preprocessing(ex.add_argument_group("image preprocessing"))
     out = ex.add_argument_group("output")
-    out.add_argument("--cmap", choices=COLORMAPS, default=DEFAULT_CMAP,
-                     help=f"heatmap colour map (default {DEFAULT_CMAP})")
+    out.add_argument("--cmap", choices=COLORMAPS, default=DEFAULT_CMAP, metavar="NAME",
+                     help=f"heatmap colour map: {', '.join(COLORMAPS)} (default {DEFAULT_CMAP}; seismic is zennit's, "
+                          "seismic_mpl matplotlib's; jet, hot, coolwarm, viridis, inferno, magma, plasma as in "
+                          "matplotlib)")
     out.add_argument("--top-k", type=_positive_int, default=5, help="scores listed per input (default 5)")
     run = ex.add_argument_group("run")
     _add_run_options(run, budget="inputs that would need more are refused before decoding, batches are split to fit",
@@ -345,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     txt.add_argument("--tokenizer", required=True, metavar="FILE", help="the model's tokenizer.json")
     txt.add_argument("--file", metavar="FILE", help="read texts from FILE, one per line ('-' for standard input)")
     txt.add_argument("-m", "--method", default=TEXT_METHOD,
-                     help=f"method (default {TEXT_METHOD}); see 'onnxlrp methods'")
+                     help=f"method, or several separated by commas (one row each; default {TEXT_METHOD}); see "
+                          "'onnxlrp methods'")
     txt.add_argument("-t", "--target", default="pred",
                      help="class to explain: 'pred' (default), a class index, or a label name")
     txt.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -353,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     txt.add_argument("--labels", metavar="FILE", help="text file with one class name per line")
     txt.add_argument("--html", metavar="FILE", help="write the token view (self-contained HTML) to FILE")
     txt.add_argument("--json", action="store_true", help="print JSON instead of text")
+    txt.add_argument("--view", choices=["words", "pieces"], default="words",
+                     help="relevance per word (the sum of its pieces; default) or per tokenizer piece")
+    txt.add_argument("--per-layer", action="store_true",
+                     help="also the relevance per token after each transformer block (HTML table, JSON arrays)")
     txt.add_argument("--embedding", metavar="TENSOR", help="the token-embedding tensor (default: found from the ids)")
     txt.add_argument("--max-length", type=_positive_int, metavar="N", help="truncate texts to N tokens")
     txt.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -398,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "default with several targets, --contrast or --split-sign)")
     ev.add_argument("--split-sign", action="store_true",
                     help="draw each map's positive and negative relevance as separate images in the views")
-    ev.add_argument("--cmap", choices=COLORMAPS, default=DEFAULT_CMAP, help="colour map of the views")
+    ev.add_argument("--cmap", choices=COLORMAPS, default=DEFAULT_CMAP, metavar="NAME",
+                    help=f"colour map of the views: {', '.join(COLORMAPS)} (default {DEFAULT_CMAP})")
     ev.add_argument("--masks", metavar="DIR", help="folder with a mask per input, NAME.png or NAME.npy (for the "
                                                    "localisation measures)")
     ev.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
@@ -412,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_selection(ev)
     _add_common(ev)
     ev.set_defaults(func=_command("evaluate", "cmd_evaluate"))
+
+    from .patterns import add_parser as add_patterns_parser  # argparse only: no numpy at --help
+    add_patterns_parser(sub, _command, _add_preprocessing, _add_run_options, _add_model_selection, _add_common)
 
     met = sub.add_parser("methods", help="list every method with its parameters and defaults",
                          description="List every method with its parameters, defaults and a one-line description.")

@@ -1,5 +1,6 @@
-"""``onnxlrp explain-text``: explain a text classifier token by token (:class:`onnxlrp.text.TextExplainer`), print
-each token's relevance, and write the token view with ``--html``."""
+"""``onnxlrp explain-text``: explain a text classifier word by word (:class:`onnxlrp.text.TextExplainer`), print
+each word's (``--view pieces``: each token's) relevance, and write the view with ``--html``: one row per method of
+``--method a,b,c``; ``--per-layer`` adds the relevance per token after each transformer block."""
 from __future__ import annotations
 
 import argparse
@@ -10,15 +11,15 @@ from pathlib import Path
 from .. import limits
 from ..errors import InputFileError, ModelLoadError, OutputDirError, TokenizerError, UsageError
 from . import files as fileio
-from .args import one_method
+from .args import resolve_methods
 from .inputs import check_labels_path, quiet_runtime, read_labels, resolve_target
 from .outputs import jsonable
 
 
 def cmd_explain_text(args: argparse.Namespace) -> int:
     from .. import text as textmod
-    chosen = one_method(args, "explain-text")
-    method, params = chosen.name, chosen.params
+    methods = resolve_methods(args.method, args.sets)
+    view = getattr(args, "view", "words")
     texts = list(args.texts)
     # every path is checked before anything is read: regular files within their size limits
     limits.check_file(args.model, "model", ModelLoadError, "model file")
@@ -39,26 +40,41 @@ def cmd_explain_text(args: argparse.Namespace) -> int:
     labels = read_labels(args.labels, classes)
     tx.label_names = labels
     target = resolve_target(args.target, labels, tuple(shape[1:]) if shape else (), tx.explainer.output_name)
-    res = tx.explain(texts, method=method, target=target, **params)
+    results = [tx.explain(texts, method=m.name, target=target, per_layer=bool(getattr(args, "per_layer", False)),
+                          **m.params) for m in methods]
+    names = ", ".join(m.name for m in methods)
     if args.html:
-        fileio.write_text(Path(args.html), res.html(title=f"onnxlrp: {Path(args.model).name}, {method}"))
+        fileio.write_text(Path(args.html), textmod.render_html(
+            results, title=f"onnxlrp: {Path(args.model).name}, {names}", view=view))
     if args.json:
-        print(json.dumps(jsonable(res.to_dict()), indent=2))
+        docs = [res.to_dict(view) for res in results]
+        print(json.dumps(jsonable(docs[0] if len(docs) == 1 else {"view": view, "methods": docs}), indent=2))
         return 0
-    for i, item in enumerate(res.to_dict()["texts"]):
-        print(f"text {i + 1}: {item['text']!r}")
-        pred = item["predicted"]
-        print(f"  predicted {res.label(pred)}; explained {item['target_label']} (logit {item['logit']:.4g}, "
-              f"p={item['probability']:.3f}) with {method}; sum of token relevance {item['relevance_sum']:.4g}")
-        scale = max((abs(t["relevance"]) for t in item["tokens"]), default=0.0) or 1.0
-        width = max([len(t["token"]) for t in item["tokens"]] + [5])
-        for t in item["tokens"]:
-            r = t["relevance"]
-            bar = ("+" if r > 0 else "-") * int(round(20 * abs(r) / scale))
-            print(f"  {t['token']:<{width}}  {r:+.4e}  {bar}")
+    for res in results:
+        _print_result(res, view)
     if args.html:
         print(f"wrote {args.html}")
     return 0
+
+
+def _print_result(res, view: str) -> None:
+    """Each text's words (or pieces) with their relevance and a bar, then the per-layer sums."""
+    key = "word" if view == "words" else "token"
+    for i, item in enumerate(res.to_dict(view)["texts"]):
+        print(f"text {i + 1}: {item['text']!r}")
+        pred = item["predicted"]
+        units = res.units(i, view)
+        total = sum(u["relevance"] for u in units)
+        print(f"  predicted {res.label(pred)}; explained {item['target_label']} (logit {item['logit']:.4g}, "
+              f"p={item['probability']:.3f}) with {res.method}; sum of {key} relevance {total:.4g}")
+        scale = max((abs(u["relevance"]) for u in units), default=0.0) or 1.0
+        width = max([len(u[key]) for u in units] + [5])
+        for u in units:
+            r = u["relevance"]
+            bar = ("+" if r > 0 else "-") * int(round(20 * abs(r) / scale))
+            print(f"  {u[key]:<{width}}  {r:+.4e}  {bar}")
+        for name, row in zip(res.layers, res.layer_table(i, view)):
+            print(f"  after {name}: sum {row.sum():+.4e}, largest at {units[int(abs(row).argmax())][key]!r}")
 
 
 def _read_texts(name: str) -> list[str]:

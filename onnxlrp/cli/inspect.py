@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from ..engine import registry as engine_registry
-from ..errors import UnsupportedGraphError, UnsupportedOpError
+from ..errors import NameSelectionError, UnsupportedGraphError, UnsupportedOpError
 from ..inputs.images import format_shape
 from .args import ChosenMethod, first_line, one_method
 from .inputs import open_explainer
@@ -19,6 +19,7 @@ from .outputs import jsonable
 def cmd_inspect(args: argparse.Namespace) -> int:
     chosen = one_method(args, "inspect")
     method, params = chosen.name, chosen.params
+    roles = token_inputs(args)
     try:
         ex = open_explainer(args)
     except (UnsupportedOpError, UnsupportedGraphError) as exc:
@@ -35,8 +36,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
            for op, n in sorted(info["op_histogram"].items(), key=lambda kv: (-kv[1], kv[0]))]
     explained_output = ex.output_name
     usable, unusable = method_coverage(ex.session)
+    text = None
+    if roles is not None and ex.lookup is not None:
+        text = text_summary(ex, roles)
+        info["inputs"] = [i for i in info["inputs"] if i[0] != ex.lookup.tensor]  # the cut's input: see "text"
+        usable, unusable = text_coverage(usable, unusable)
     if args.json:
-        doc = {"model": str(args.model), "info": info, "explained_input": ex.input_name,
+        doc = {"model": str(args.model), "info": info, "explained_input": ex.input_name, "text": text,
                "explained_output": explained_output, "ops": ops,
                "coverage": {"explainable": True, "methods": usable, "not_applicable": dict(unusable)},
                "relevance_path": [{"node": n, "op_type": op} for n, op in path], "method": method,
@@ -44,6 +50,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(jsonable(doc), indent=2))
         return 0
     _print_header(args.model, info, ex.input_name, explained_output)
+    if text is not None:
+        _print_text(text)
     _print_coverage(usable, unusable)
     if args.output_name and args.output_name != explained_output:
         print(f"{'':<9} (--output-name {args.output_name!r} ends in a Softmax; its input, the logits, is explained)")
@@ -83,6 +91,82 @@ def method_coverage(session) -> tuple[list[str], list[tuple[str, str]]]:
         else:
             unusable.append((name, check.reason))
     return usable, unusable
+
+
+#: parameters of a method that bound the input to a value range (the box rule's pixel range), meaningless for token
+#: embeddings
+BOUNDED_INPUT_PARAMS = ("low", "high")
+
+
+def token_inputs(args: argparse.Namespace) -> dict[str, str] | None:
+    """For a text model (integer inputs only, or ``--input-name`` naming an integer input): the role of each
+    integer input (:func:`onnxlrp.text.token_roles`), and ``args.input_name`` set to the token ids when it was not
+    given; ``None`` for any other model."""
+    import onnx
+
+    from ..engine.lookup import INT_TYPES
+    from ..text import token_roles
+    try:
+        proto = onnx.load(args.model, load_external_data=False)
+    except Exception:  # noqa: BLE001 - the engine reports an unreadable model with its own error
+        return None
+    inits = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in inits]
+    ints = [i for i in inputs if i.type.tensor_type.elem_type in INT_TYPES]
+    if args.input_name is not None:
+        if args.input_name not in {i.name for i in ints}:
+            return None
+        try:
+            roles = token_roles(inputs)
+        except NameSelectionError:
+            roles = {}
+        if roles.get("ids") != args.input_name:
+            roles = {"ids": args.input_name, **{k: v for k, v in roles.items() if v != args.input_name and k != "ids"}}
+        return roles
+    if not ints or len(ints) != len(inputs):
+        return None
+    try:
+        roles = token_roles(inputs)
+    except NameSelectionError:  # several unrecognised integer inputs: the engine asks for --input-name
+        return None
+    args.input_name = roles["ids"]
+    return roles
+
+
+def text_summary(ex, roles: dict[str, str]) -> dict:
+    """The token ids input, the embedding lookup where explanations start, the other integer inputs (fed
+    unchanged) and the transformer blocks a per-layer view reads."""
+    from ..text.layers import block_outputs
+    lookup = ex.lookup
+    return {"ids_input": lookup.ids_input, "lookup": lookup.tensor,
+            "other_inputs": {role: name for role, name in roles.items() if role != "ids"},
+            "blocks": [{"label": label, "tensor": tensor} for label, tensor in block_outputs(lookup.cut,
+                                                                                             lookup.tensor)]}
+
+
+def text_coverage(usable: list[str], unusable: list[tuple[str, str]]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Methods for a text model: as :func:`method_coverage` less the ones whose parameters bound the input to a
+    pixel range (``low``/``high`` of the box rule): token embeddings have no such range."""
+    from ..methods import METHODS
+    keep, dropped = [], []
+    for name in usable:
+        if any(p in METHODS[name].params for p in BOUNDED_INPUT_PARAMS):
+            dropped.append((name, "its first-layer box rule bounds the input to a pixel range (low, high); token "
+                                  "embeddings have none"))
+        else:
+            keep.append(name)
+    return keep, [*unusable, *dropped]
+
+
+def _print_text(text: dict) -> None:
+    others = ", ".join(f"{name} ({role})" for role, name in text["other_inputs"].items())
+    print(f"\ntext      token ids {text['ids_input']!r}: integers, so relevance starts at the embedding lookup "
+          f"{text['lookup']!r} and is summed over its last axis per token")
+    if others:
+        print(f"{'':<9} fed unchanged (no relevance): {others}")
+    blocks = text["blocks"]
+    print(f"{'':<9} {len(blocks)} transformer block{'s' if len(blocks) != 1 else ''} for --per-layer"
+          + (f": {blocks[0]['tensor']!r} ... {blocks[-1]['tensor']!r}" if blocks else ""))
 
 
 def _print_coverage(usable: list[str], unusable: list[tuple[str, str]]) -> None:

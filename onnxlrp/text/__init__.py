@@ -14,9 +14,12 @@ from .explainer import (
                         explain_text,
                         find_embedding,
                         load_tokenizer,
+                        token_roles,
                         upstream_model,
 )
+from .layers import block_outputs
+from .words import word_groups
 
 __all__ = ["TextExplainer", "TextExplanation", "explain_text", "load_tokenizer", "render_html", "token_colour",
-           "find_embedding", "cut_at", "upstream_model", "MissingDependencyError", "TokenizerError",
-           "EmbeddingNotFoundError"]
+           "find_embedding", "cut_at", "upstream_model", "token_roles", "block_outputs", "word_groups",
+           "MissingDependencyError", "TokenizerError", "EmbeddingNotFoundError"]

@@ -26,14 +26,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engine.lookup import INT_TYPES, cut_at, find_embedding, table_type, upstream_model
-from ..errors import EmbeddingNotFoundError, MissingDependencyError, NameSelectionError, TokenizerError
+from ..errors import EmbeddingNotFoundError, MissingDependencyError, NameSelectionError, TokenizerError, UsageError
 from ..views.tokens import render_html, softmax
+from .layers import block_outputs
+from .words import sum_per_word, word_groups, word_texts
 
 DEFAULT_METHOD = "attnlrp"  # the transformer rules (LXT); see onnxlrp.attnlrp
-
-
-
-
+VIEWS = ("words", "pieces")
 
 def _tokenizers():
     try:
@@ -69,6 +68,13 @@ class TextExplanation:
     ``[CLS]`` included and flagged); ``relevance[i][k]`` is the summed relevance of token ``k``'s embedding.
     ``embedding_relevance`` is the full ``(batch, tokens, embedding)`` array, padding included; ``intermediate``
     the relevance of the tensors named with ``keep=`` (as in :meth:`onnxlrp.Explainer.explain`).
+
+    Words (:mod:`onnxlrp.text.words`): ``word_groups[i]`` lists the piece indices of each word, ``words[i]`` the
+    words as written, ``word_relevance[i][w] = Σ_{k ∈ word w} relevance[i][k]`` (exactly rounded).
+
+    Per layer (``explain(..., per_layer=True)``): ``layers`` names the rows, ``"embedding"`` then each block's
+    output (:func:`onnxlrp.text.layers.block_outputs`), ``layer_tensors`` the tensors; ``layer_relevance[i]`` is a
+    ``(rows, tokens)`` array, row ``l`` the relevance of that tensor summed over its last (hidden) axis.
     """
 
     texts: list[str]
@@ -86,33 +92,99 @@ class TextExplanation:
     labels: list[str] | None = None
     extra: dict = field(default_factory=dict)
     intermediate: dict = field(default_factory=dict)
+    word_groups: list[list[list[int]]] = field(default_factory=list)
+    words: list[list[str]] = field(default_factory=list)
+    word_relevance: list[np.ndarray] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)
+    layer_tensors: list[str] = field(default_factory=list)
+    layer_relevance: list[np.ndarray] = field(default_factory=list)
 
     def label(self, k: int) -> str:
         return self.labels[k] if self.labels is not None and 0 <= k < len(self.labels) else str(k)
 
-    def to_dict(self) -> dict:
-        """JSON-ready summary (what ``onnxlrp explain-text --json`` prints)."""
+    def units(self, i: int, view: str = "words") -> list[dict]:
+        """Text ``i`` as displayed units: words (each with its ``pieces``) or pieces (the tokens)."""
+        check_view(view)
+        if view == "pieces":
+            return [{"token": tok, "relevance": float(r), "special": bool(s), "offsets": list(o)}
+                    for tok, r, s, o in zip(self.tokens[i], self.relevance[i], self.special[i], self.offsets[i])]
+        out = []
+        for word, r, group in zip(self.words[i], self.word_relevance[i], self.word_groups[i]):
+            spans = [self.offsets[i][k] for k in group]
+            out.append({"word": word, "relevance": float(r), "special": all(self.special[i][k] for k in group),
+                        "offsets": [min(a for a, _ in spans), max(b for _, b in spans)], "pieces": list(group),
+                        "piece_tokens": [self.tokens[i][k] for k in group]})
+        return out
+
+    def layer_table(self, i: int, view: str = "words") -> np.ndarray:
+        """Text ``i``'s ``(rows, units)`` per-layer relevance, per word or per piece (empty without
+        ``per_layer``)."""
+        check_view(view)
+        if not self.layers:
+            return np.zeros((0, 0))
+        table = self.layer_relevance[i]
+        return table if view == "pieces" else sum_per_word(table, self.word_groups[i])
+
+    def to_dict(self, view: str = "words") -> dict:
+        """JSON-ready summary (what ``onnxlrp explain-text --json`` prints). Every text has its ``tokens``
+        (pieces); with ``view="words"`` (the default) also its ``words``, each with the indices of its pieces."""
+        check_view(view)
         out = []
         for i, text in enumerate(self.texts):
             logits = np.asarray(self.output[i], dtype=np.float64).reshape(-1)
             t = int(self.target[i])
-            out.append({
-                "text": text, "target": t, "target_label": self.label(t), "logit": float(logits[t]),
-                "predicted": int(logits.argmax()), "probability": float(softmax(logits)[t]),
-                "relevance_sum": float(self.relevance[i].sum()),
-                "tokens": [{"token": tok, "relevance": float(r), "special": bool(s), "offsets": list(o)}
-                           for tok, r, s, o in zip(self.tokens[i], self.relevance[i], self.special[i],
-                                                   self.offsets[i])]})
+            item = {"text": text, "target": t, "target_label": self.label(t), "logit": float(logits[t]),
+                    "predicted": int(logits.argmax()), "probability": float(softmax(logits)[t]),
+                    "relevance_sum": float(self.relevance[i].sum()), "tokens": self.units(i, "pieces")}
+            if view == "words":
+                item["words"] = self.units(i, "words")
+            if self.layers:
+                item["layers"] = {"rows": list(self.layers), "tensors": list(self.layer_tensors),
+                                  "relevance": self.layer_table(i, view).tolist()}
+            out.append(item)
         return {"method": self.method, "params": self.params, "embedding": self.embedding,
-                "output": self.output_name, "texts": out}
+                "output": self.output_name, "view": view, "texts": out}
 
-    def html(self, title: str = "onnxlrp: token relevance") -> str:
-        """A self-contained HTML page: each text's tokens coloured by signed relevance (red positive, blue
-        negative, white zero; scaled per text by its largest absolute token relevance); hover shows the value."""
-        return render_html(self, title)
+    def html(self, title: str = "onnxlrp: token relevance", view: str = "words") -> str:
+        """A self-contained HTML page: each text's words (or pieces, ``view="pieces"``) coloured by signed
+        relevance (red positive, blue negative, white zero; scaled per text by its largest absolute value); hover
+        shows the value (and a word's pieces). With ``per_layer`` a token x layer table follows each text."""
+        check_view(view)
+        return render_html([self], title, view=view)
+
+
+def check_view(view: str) -> None:
+    if view not in VIEWS:
+        raise UsageError(f"unknown view {view!r}; views are: {', '.join(VIEWS)}")
 
 
 # ---------------------------------------------------------------------------------------------------- explainer
+def token_roles(inputs) -> dict[str, str]:
+    """The role of each integer model input (``ValueInfoProto`` list), by name as Hugging Face exports them:
+    ``{"ids": ..., "mask": ..., "type": ..., "position": ...}``; ``ids`` is the input named like ids, input or
+    token, else the only integer input left. :class:`NameSelectionError` when the ids input cannot be told."""
+    ints = [i for i in inputs if i.type.tensor_type.elem_type in INT_TYPES]
+    roles: dict[str, str] = {}
+    for i in ints:
+        low = i.name.lower()
+        if "mask" in low:
+            roles.setdefault("mask", i.name)
+        elif "type" in low or "segment" in low:
+            roles.setdefault("type", i.name)
+        elif "position" in low:
+            roles.setdefault("position", i.name)
+        elif "ids" in low or "input" in low or "token" in low:
+            roles.setdefault("ids", i.name)
+    if "ids" not in roles:
+        rest = [i.name for i in ints if i.name not in roles.values()]
+        if len(rest) != 1:
+            raise NameSelectionError(
+                "cannot tell which model input takes the token ids: integer inputs are "
+                f"{', '.join(repr(i.name) for i in ints) or 'none'}; name it input_ids")
+        roles["ids"] = rest[0]
+    return roles
+
+
 class TextExplainer:
     """Explain a text classifier exported to ONNX, per token.
 
@@ -168,28 +240,11 @@ class TextExplainer:
         probe = upstream_model(self.model, self.embedding, table_type(self.model, gather))
         self._embed = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
         self._embed_inputs = {i.name for i in probe.graph.input}
+        self._blocks: list[tuple[str, str]] | None = None
 
     # ------------------------------------------------------------------------------------------ model inputs
     def _roles(self, inputs) -> dict[str, str]:
-        ints = [i for i in inputs if i.type.tensor_type.elem_type in INT_TYPES]
-        roles: dict[str, str] = {}
-        for i in ints:
-            low = i.name.lower()
-            if "mask" in low:
-                roles.setdefault("mask", i.name)
-            elif "type" in low or "segment" in low:
-                roles.setdefault("type", i.name)
-            elif "position" in low:
-                roles.setdefault("position", i.name)
-            elif "ids" in low or "input" in low or "token" in low:
-                roles.setdefault("ids", i.name)
-        if "ids" not in roles:
-            rest = [i.name for i in ints if i.name not in roles.values()]
-            if len(rest) != 1:
-                raise NameSelectionError(
-                    "cannot tell which model input takes the token ids: integer inputs are "
-                    f"{', '.join(repr(i.name) for i in ints) or 'none'}; name it input_ids")
-            roles["ids"] = rest[0]
+        roles = token_roles(inputs)
         known = set(roles.values()) | set(self.feeds)
         other = [i.name for i in inputs if i.name not in known]
         if other:
@@ -242,10 +297,18 @@ class TextExplainer:
         return {"pad_id": 0, "pad_token": self.tokenizer.id_to_token(0) or "[PAD]"}
 
     # ------------------------------------------------------------------------------------------ explain
-    def explain(self, texts: str | Sequence[str], method: str = DEFAULT_METHOD, target=None, **kwargs
-                ) -> TextExplanation:
+    def blocks(self) -> list[tuple[str, str]]:
+        """``[(label, tensor), ...]``: the tensors between transformer blocks, from the embedding side
+        (:func:`onnxlrp.text.layers.block_outputs`)."""
+        if self._blocks is None:
+            self._blocks = block_outputs(self.cut, self.embedding)
+        return self._blocks
+
+    def explain(self, texts: str | Sequence[str], method: str = DEFAULT_METHOD, target=None, *,
+                per_layer: bool = False, **kwargs) -> TextExplanation:
         """Explain one text or a list of texts. ``target``: ``None`` (predicted class), an int, or one per text;
-        further keyword arguments go to :meth:`onnxlrp.Explainer.explain` (method parameters, ``rules``, ...)."""
+        ``per_layer``: also the relevance per token after each block (``layers``, ``layer_relevance``); further
+        keyword arguments go to :meth:`onnxlrp.Explainer.explain` (method parameters, ``rules``, ``keep``, ...)."""
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
@@ -256,21 +319,48 @@ class TextExplainer:
         ex = self.explainer
         cut_inputs = {i.name for i in self.cut.graph.input} - {self.embedding}
         side = {k: v for k, v in feeds.items() if k in cut_inputs}
+        blocks = self.blocks() if per_layer else []
+        if per_layer and not blocks:
+            raise NameSelectionError("per_layer: cannot find the block boundaries of this model (no node scopes such "
+                                     "as /layer.3/ or /h.3/, and no residual Add feeding a LayerNormalization)")
+        if blocks:
+            keep = kwargs.pop("keep", ())
+            kwargs["keep"] = keep if keep == "all" else [*keep, *(t for _, t in blocks if t not in keep)]
         res = ex.explain(np.asarray(emb, dtype=ex.dtype if ex.dtype == np.float64 else emb.dtype), method=method,
                          target=target, feeds=side, **kwargs)
         per_token = np.asarray(res.relevance, dtype=np.float64).sum(axis=-1)
-        tokens, rel, special, offsets = [], [], [], []
+        rows = [per_token] + [self._per_token(res.intermediate, tensor, per_token.shape) for _, tensor in blocks]
+        tokens, rel, special, offsets, groups, words, layer_rel = [], [], [], [], [], [], []
         for i, enc in enumerate(encodings):
             keep = [k for k, m in enumerate(enc.attention_mask) if m]
             tokens.append([enc.tokens[k] for k in keep])
             rel.append(per_token[i, keep])
             special.append([bool(enc.special_tokens_mask[k]) for k in keep])
             offsets.append([tuple(enc.offsets[k]) for k in keep])
+            groups.append(word_groups(tokens[-1], special[-1], offsets[-1], [enc.word_ids[k] for k in keep]))
+            words.append(word_texts(texts[i], groups[-1], tokens[-1], special[-1], offsets[-1]))
+            layer_rel.append(np.stack([row[i, keep] for row in rows]) if blocks else np.zeros((0, len(keep))))
         return TextExplanation(texts=texts, tokens=tokens, relevance=rel, special=special, offsets=offsets,
                                output=res.output, target=res.target, method=method, params=res.params,
                                embedding=self.embedding, output_name=res.output_name,
                                embedding_relevance=res.relevance, labels=self.label_names,
-                               intermediate=dict(res.intermediate))
+                               intermediate=dict(res.intermediate), word_groups=groups, words=words,
+                               word_relevance=[sum_per_word(r, g) for r, g in zip(rel, groups)],
+                               layers=["embedding", *(label for label, _ in blocks)] if blocks else [],
+                               layer_tensors=[self.embedding, *(t for _, t in blocks)] if blocks else [],
+                               layer_relevance=layer_rel if blocks else [])
+
+    @staticmethod
+    def _per_token(kept: Mapping, tensor: str, shape: tuple) -> np.ndarray:
+        """The relevance of a kept block output summed over its hidden axis, ``(batch, tokens)``."""
+        if tensor not in kept:
+            raise NameSelectionError(f"per_layer: the method returned no relevance for block output {tensor!r} "
+                                     "(it keeps no intermediate relevance, or the tensor is off the relevance path)")
+        value = np.asarray(kept[tensor], dtype=np.float64)
+        if value.ndim != 3 or value.shape[:2] != tuple(shape):
+            raise NameSelectionError(f"per_layer: block output {tensor!r} has shape {value.shape}, not (batch, "
+                                     f"tokens, hidden) = {tuple(shape)} + (hidden,)")
+        return value.sum(axis=-1)
 
 
 def explain_text(model, tokenizer, texts, method: str = DEFAULT_METHOD, target=None, **kwargs) -> TextExplanation:
@@ -281,4 +371,4 @@ def explain_text(model, tokenizer, texts, method: str = DEFAULT_METHOD, target=N
 
 
 __all__ = ["TextExplainer", "TextExplanation", "explain_text", "load_tokenizer", "find_embedding", "cut_at",
-           "upstream_model"]
+           "upstream_model", "token_roles", "check_view", "VIEWS"]
