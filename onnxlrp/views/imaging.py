@@ -7,6 +7,7 @@ negative.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Sequence
@@ -14,9 +15,14 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .colormap_tables import LISTED, SEGMENTED
+
 # --------------------------------------------------------------------------------------------------- colour maps
 #: Colour maps as (position in [0, 1], RGB hex) stops, linearly interpolated. Signed maps put zero at 0.5.
-#: The stops follow the colour maps zennit ships under the same names (and matplotlib's bwr).
+#: ``bwr``, ``seismic``, ``france``, ``coldnhot`` and ``gray`` follow the colour maps zennit ships under those names
+#: (zennit's ``bwr`` and ``gray`` equal matplotlib's; zennit's ``seismic`` is a paler variant of matplotlib's, which is
+#: ``seismic_mpl`` here). ``jet``, ``hot``, ``coolwarm``, ``viridis``, ``inferno``, ``magma`` and ``plasma`` are
+#: matplotlib's (:mod:`.colormap_tables`); ``grey`` is ``gray``.
 COLORMAP_STOPS: dict[str, tuple[tuple[float, str], ...]] = {
     "bwr": ((0.0, "0000ff"), (0.5, "ffffff"), (1.0, "ff0000")),
     "seismic": ((0.0, "0000d0"), (0.5, "d0d0d0"), (1.0, "d00000")),
@@ -24,9 +30,13 @@ COLORMAP_STOPS: dict[str, tuple[tuple[float, str], ...]] = {
     "coldnhot": ((0.0, "00ffff"), (0.25, "0000ff"), (0.5, "000000"), (2 / 3, "ff0000"), (5 / 6, "ffff00"),
                  (1.0, "ffffff")),
     "gray": ((0.0, "000000"), (1.0, "ffffff")),
+    "grey": ((0.0, "000000"), (1.0, "ffffff")),
+    **SEGMENTED,
+    **{name: tuple((i / 255, packed[6 * i:6 * i + 6]) for i in range(256)) for name, packed in LISTED.items()},
 }
-#: Maps whose centre (0.5) is zero relevance; the others are drawn the same way but are not symmetric in colour.
-SIGNED_COLORMAPS = ("bwr", "seismic", "france", "coldnhot")
+#: Maps whose centre (0.5) is zero relevance, a light (or, for coldnhot, black) colour between two hues; the others
+#: (jet, viridis, hot, gray, ...) are drawn the same way, zero relevance at their middle colour.
+SIGNED_COLORMAPS = ("bwr", "seismic", "france", "coldnhot", "seismic_mpl", "coolwarm")
 DEFAULT_CMAP = "bwr"
 
 
@@ -35,7 +45,10 @@ def colormap_names() -> list[str]:
     return list(COLORMAP_STOPS)
 
 
+@functools.lru_cache(maxsize=None)
 def _stops(name: str) -> tuple[np.ndarray, np.ndarray]:
+    if name not in COLORMAP_STOPS:
+        raise ValueError(f"unknown colour map {name!r}; colour maps are: {', '.join(COLORMAP_STOPS)}")
     stops = COLORMAP_STOPS[name]
     pos = np.array([p for p, _ in stops])
     rgb = np.array([[int(h[i:i + 2], 16) for i in (0, 2, 4)] for _, h in stops], dtype=np.float64)
@@ -49,8 +62,8 @@ def apply_colormap(values: np.ndarray, name: str = DEFAULT_CMAP) -> np.ndarray:
 
     Raises
     ------
-    KeyError
-        For an unknown name (the command line validates names with argparse choices first).
+    ValueError
+        For an unknown name, listing the known ones (the command line checks ``--cmap`` first).
     """
     pos, rgb = _stops(name)
     v = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
