@@ -106,3 +106,22 @@ def scatter_windows(xp, cols, geom: Geometry, dtype):
             for t, d, st, o in zip(tap, geom.dilations, geom.strides, geom.out))
         out[index] += cols[(Ellipsis,) + tap]
     return out
+
+
+def emit_transposed(xp, g, weight, geom: Geometry, group: int, out_shape):
+    """The adjoint of a windowed linear op (Conv, or pooling with a per-channel ``weight``) as one ONNX
+    ``ConvTranspose`` of ``g (N, M, *O)`` with ``weight (M, C/group, *K)`` (the forward op's own weight), cropped
+    back to the input's spatial size ``geom.spatial``: ``pads`` are the forward pads, and the end pad shrinks (or
+    ``output_padding`` grows) so that ``stride·(O−1) + span − pads = S``."""
+    pads_end, output_padding = [], []
+    for s, o, st, k, d, b in zip(geom.spatial, geom.out, geom.strides, geom.kernel, geom.dilations,
+                                 geom.pads_begin):
+        full = st * (o - 1) + d * (k - 1) + 1
+        end = full - b - s
+        pads_end.append(max(end, 0))
+        output_padding.append(max(-end, 0))
+    attrs = {"strides": list(geom.strides), "dilations": list(geom.dilations), "group": int(group),
+             "pads": list(geom.pads_begin) + pads_end, "kernel_shape": list(geom.kernel)}
+    if any(output_padding):
+        attrs["output_padding"] = output_padding
+    return xp.node("ConvTranspose", [g, weight], attrs, shape=tuple(out_shape))

@@ -20,7 +20,7 @@ import math
 from onnxlrp.engine.kernel import LinearKernel, LinearOp
 from onnxlrp.engine.registry import register_kernel
 
-from ._windows import Geometry, crop, geometry, pad, scatter_windows, window_view
+from ._windows import Geometry, crop, emit_transposed, geometry, pad, scatter_windows, window_view
 
 #: upper bound on the elements of one im2col buffer; batches are chunked to stay below it
 COLUMN_BUDGET = 1 << 26
@@ -158,6 +158,32 @@ def _transposed_as_conv(xp, g, weight, geom: Geometry, group: int, c: int):
     return None
 
 
+def emit_conv_vjp(xp, g, weight, x_shape, attrs):
+    """:func:`conv_vjp` as ONNX: for stride 1, a ``Conv`` of ``g`` with the flipped, channel-swapped kernel (faster
+    in onnxruntime than ``ConvTranspose``); otherwise ``ConvTranspose`` with the forward weight itself."""
+    group = int(attrs["group"])
+    kernel = tuple(weight.shape[2:])
+    geom = geometry(attrs, tuple(x_shape[2:]), kernel)
+    nd = len(kernel)
+    if all(st == 1 for st in geom.strides) and not any(geom.overhang) and (
+            group == 1 or _is_depthwise(weight, group, x_shape[1])):
+        span = [d * (k - 1) for k, d in zip(kernel, geom.dilations)]
+        pads = [sp - b for sp, b in zip(span, geom.pads_begin)] + [sp - e for sp, e in zip(span, geom.pads_end)]
+        if min(pads) >= 0:
+            flipped = weight[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
+            attrs = {"pads": pads, "dilations": list(geom.dilations), "strides": [1] * nd, "group": group,
+                     "kernel_shape": list(kernel)}
+            return xp.node("Conv", [g, flipped.swapaxes(0, 1) if group == 1 else flipped], attrs,
+                           shape=tuple(x_shape))
+    return emit_transposed(xp, g, weight, geom, group, x_shape)
+
+
+def conv_attrs(attrs) -> dict:
+    """The Conv attributes a re-emitted Conv needs (``None`` values dropped)."""
+    return {k: attrs[k] for k in ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+            if attrs.get(k) is not None}
+
+
 @register_kernel("Conv", since=1)
 class ConvKernel(LinearKernel):
     """Conv: data input 0, parameters ``weight`` (input 1) and ``bias`` (input 2, optional)."""
@@ -177,3 +203,16 @@ class ConvKernel(LinearKernel):
             ports=(0,), inputs=[x], params={"weight": call.inputs[1], "bias": bias},
             forward=lambda xs, p: conv_forward(xp, xs[0], p["weight"], p["bias"], attrs),
             vjp=lambda g, p: [conv_vjp(xp, g, p["weight"], x.shape, attrs)])
+
+    def emit_linear_op(self, call):
+        xp, attrs = call.xp, call.attrs
+        x = call.inputs[0]
+        bias = call.inputs[2] if len(call.inputs) > 2 else None
+        out = call.outputs[0] if call.outputs else None
+
+        def forward(xs, p):
+            inputs = [xs[0], p["weight"]] + ([p["bias"]] if p["bias"] is not None else [])
+            return xp.node("Conv", inputs, conv_attrs(attrs), shape=None if out is None else tuple(out.shape))
+
+        return LinearOp(ports=(0,), inputs=[x], params={"weight": call.inputs[1], "bias": bias}, forward=forward,
+                        vjp=lambda g, p: [emit_conv_vjp(xp, g, p["weight"], x.shape, attrs)])

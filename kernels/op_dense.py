@@ -22,6 +22,16 @@ def _rows_times(x, w):
     return (x.reshape(-1, x.shape[-1]) @ w).reshape(x.shape[:-1] + (w.shape[-1],))
 
 
+def emit_times_transposed(xp, g, w, x_shape):
+    """``g @ wᵀ`` for a 2-D ``w`` as ONNX, with ``w`` shared as stored: leading axes of ``g`` flattened into one
+    ``Gemm(transB=1)``, then reshaped to ``x_shape``."""
+    if w.ndim != 2:
+        return xp.matmul(g, w.swapaxes(-1, -2))
+    rows = g if g.ndim == 2 else xp.reshape(g, (-1, g.shape[-1]))
+    out = xp.node("Gemm", [rows, w], {"transB": 1}, shape=(rows.shape[0], w.shape[0]))
+    return xp.reshape(out, x_shape)
+
+
 @register_kernel("Gemm", since=1)
 class GemmKernel(LinearKernel):
     """Gemm ``Y = alpha·A'B' + beta·C``; the data input is ``A`` (``transA`` handled as a structural transpose)."""
@@ -56,6 +66,30 @@ class GemmKernel(LinearKernel):
 
         return LinearOp(ports=(0,), inputs=[call.inputs[0]], params={"weight": weight, "bias": bias},
                         forward=forward, vjp=vjp)
+
+    def emit_linear_op(self, call):
+        """Gemm as ONNX: the weight kept as stored (``transB`` as an attribute, so the model's matrix is shared);
+        ``alpha``/``beta`` folded into the parameters so that rules modify the effective ones."""
+        xp, a = call.xp, call.attrs
+        x, b = call.inputs[0], call.inputs[1]
+        c = call.inputs[2] if len(call.inputs) > 2 else None
+        alpha, beta = float(a["alpha"]), float(a["beta"])
+        trans_a, trans_b = int(a["transA"]), int(a["transB"])
+        weight = b if alpha == 1.0 else alpha * b
+        bias = c if c is None or beta == 1.0 else beta * c
+        out = call.outputs[0] if call.outputs else None
+
+        def forward(xs, p):
+            inputs = [xs[0], p["weight"]] + ([p["bias"]] if p["bias"] is not None else [])
+            return xp.node("Gemm", inputs, {"transA": trans_a, "transB": trans_b},
+                           shape=None if out is None else tuple(out.shape))
+
+        def vjp(g, p):
+            if trans_a:  # ∂/∂A of (Aᵀ B') is B' gᵀ
+                return [xp.node("Gemm", [p["weight"], g], {"transA": trans_b, "transB": 1}, shape=tuple(x.shape))]
+            return [xp.node("Gemm", [g, p["weight"]], {"transB": 1 - trans_b}, shape=tuple(x.shape))]
+
+        return LinearOp(ports=(0,), inputs=[x], params={"weight": weight, "bias": bias}, forward=forward, vjp=vjp)
 
 
 @register_kernel("MatMul", since=1)
@@ -113,6 +147,28 @@ class MatMulKernel(LinearKernel):
 
         return LinearOp(ports=(port,), inputs=[x], params={"weight": w}, forward=forward, vjp=vjp)
 
+    def emit_linear_op(self, call):
+        """MatMul with a constant as ONNX: ``MatMul`` forward; the VJP ``g Wᵀ`` as a ``Gemm(transB=1)`` on the
+        shared weight (rows flattened) or, for a batched weight, a ``MatMul`` with its transpose."""
+        op = self.linear_op(call)
+        if op is None:
+            return None
+        xp, port, x = call.xp, op.ports[0], op.inputs[0]
+
+        def forward(xs, p):
+            return xp.matmul(xs[0], p["weight"]) if port == 0 else xp.matmul(p["weight"], xs[0])
+
+        def vjp(g, p):
+            w = p["weight"]
+            if port == 1:
+                return [unbroadcast(xp, xp.matmul(w.swapaxes(-1, -2), g), x.shape)]
+            if w.ndim == 2:
+                return [emit_times_transposed(xp, g, w, x.shape)]
+            return [unbroadcast(xp, xp.matmul(g, w.swapaxes(-1, -2)), x.shape)]
+
+        op.forward, op.vjp = forward, vjp
+        return op
+
 
 @register_kernel("Dense", domain="onnxlrp", since=1)
 class DenseKernel(LinearKernel):
@@ -132,6 +188,21 @@ class DenseKernel(LinearKernel):
         return LinearOp(ports=(0,), inputs=[x], params={"weight": call.inputs[1], "bias": call.inputs[2]},
                         forward=forward,
                         vjp=lambda g, p: [unbroadcast(xp, _rows_times(g, _swap(p["weight"])), x.shape)])
+
+    def emit_forward(self, call):
+        xp, x, w, b = call.xp, *call.inputs[:3]
+        return (xp.matmul(x, w) + b,)
+
+    def emit_linear_op(self, call):
+        """``x @ W + b`` as ONNX ``MatMul`` and ``Add``; the VJP a ``Gemm(transB=1)`` on the shared ``W``."""
+        xp, x = call.xp, call.inputs[0]
+
+        def forward(xs, p):
+            z = xp.matmul(xs[0], p["weight"])
+            return z if p["bias"] is None else z + p["bias"]
+
+        return LinearOp(ports=(0,), inputs=[x], params={"weight": call.inputs[1], "bias": call.inputs[2]},
+                        forward=forward, vjp=lambda g, p: [emit_times_transposed(xp, g, p["weight"], x.shape)])
 
 
 @register_kernel("RowDense", domain="onnxlrp", since=1)

@@ -8,16 +8,31 @@ from __future__ import annotations
 
 import math
 
-from onnxlrp.engine.kernel import Kernel, LinearKernel, LinearOp, scatter_ports
+import numpy as np
+
+from onnxlrp.engine.kernel import Kernel, LinearKernel, LinearOp, emitted_attrs, scatter_ports
 from onnxlrp.engine.registry import register_kernel
 
-from ._windows import crop, geometry, pad, scatter_windows, window_view
+from ._windows import crop, emit_transposed, geometry, pad, scatter_windows, window_view
 
 
 def _pool_geometry(call, x_shape):
     a = call.attrs
     ceil_mode = a.get("ceil_mode", 0)  # attribute from opset 10 on (default 0); earlier versions always floor
     return geometry(a, tuple(x_shape[2:]), tuple(a["kernel_shape"]), ceil_mode=bool(ceil_mode))
+
+
+def _average_divisor(xp, call, spatial, geom, dtype):
+    """``d_j`` per output position ``(1, 1, *O)``: the window size, less the padding unless ``count_include_pad``."""
+    counted = xp.ones((1, 1) + tuple(spatial), dtype=dtype)
+    # count_include_pad: an attribute from opset 7 on (default 0); AveragePool-1 always excludes the padding
+    if call.attrs.get("count_include_pad", 0):
+        widths = [(0, 0), (0, 0)] + list(zip(geom.pads_begin, geom.pads_end))
+        counted = xp.pad(counted, widths, constant_values=1.0)
+        counted = xp.pad(counted, [(0, 0), (0, 0)] + [(0, o) for o in geom.overhang])
+    else:
+        counted = pad(xp, counted, geom)
+    return window_view(xp, counted, geom).sum(axis=tuple(range(-len(geom.kernel), 0)))
 
 
 @register_kernel("AveragePool", since=1)
@@ -30,15 +45,7 @@ class AveragePoolKernel(LinearKernel):
         xp = call.xp
         x = call.inputs[0]
         geom = _pool_geometry(call, x.shape)
-        counted = xp.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype)
-        # count_include_pad: an attribute from opset 7 on (default 0); AveragePool-1 always excludes the padding
-        if call.attrs.get("count_include_pad", 0):
-            widths = [(0, 0), (0, 0)] + list(zip(geom.pads_begin, geom.pads_end))
-            counted = xp.pad(counted, widths, constant_values=1.0)
-            counted = xp.pad(counted, [(0, 0), (0, 0)] + [(0, o) for o in geom.overhang])
-        else:
-            counted = pad(xp, counted, geom)
-        divisor = window_view(xp, counted, geom).sum(axis=tuple(range(-len(geom.kernel), 0)))
+        divisor = _average_divisor(xp, call, x.shape[2:], geom, x.dtype)
         nd = len(geom.kernel)
 
         def forward(xs, p):
@@ -48,6 +55,25 @@ class AveragePoolKernel(LinearKernel):
         def vjp(g, p):
             cols = xp.broadcast_to((g / divisor).reshape(g.shape + (1,) * nd), g.shape + geom.kernel)
             return [crop(scatter_windows(xp, cols, geom, g.dtype), geom)]
+
+        return LinearOp(ports=(0,), inputs=[x], params={}, forward=forward, vjp=vjp)
+
+    def emit_linear_op(self, call):
+        """AveragePool as ONNX: the node itself forward; the VJP ``ConvTranspose(g / d)`` with a ones kernel per
+        channel, the divisor map ``d`` computed at compile time (spatial size and channels must be static)."""
+        xp, node = call.xp, call.node
+        x = call.inputs[0]
+        geom = _pool_geometry(call, x.shape)
+        divisor = _average_divisor(np, call, x.shape[2:], geom, x.dtype)
+        channels = x.shape[1]
+        ones = np.ones((int(channels), 1) + geom.kernel, dtype=x.dtype)
+        out = call.outputs[0] if call.outputs else None
+
+        def forward(xs, p):
+            return xp.node("AveragePool", [xs[0]], emitted_attrs(node), shape=None if out is None else out.shape)
+
+        def vjp(g, p):
+            return [emit_transposed(xp, g / xp.const(divisor), xp.const(ones), geom, channels, x.shape)]
 
         return LinearOp(ports=(0,), inputs=[x], params={}, forward=forward, vjp=vjp)
 
@@ -157,6 +183,19 @@ class MaxPoolKernel(Kernel):
         dx = xp.bincount(flat_index.reshape(-1), weights=g.reshape(-1), minlength=total)
         dx = crop(dx.astype(g.dtype, copy=False).reshape((n, c) + geom.padded), geom)
         return scatter_ports(len(call.inputs), (0,), [dx])
+
+    def emit_vjp(self, call, grads):
+        """The VJP as ONNX: ``MaxPool`` re-run for its ``Indices`` (flat positions in the whole input; the first
+        maximum of a window wins, as here), then ``ScatterElements(reduction="add")`` of ``g`` onto them."""
+        xp, node = call.xp, call.node
+        x, g = call.inputs[0], grads[0]
+        attrs = {k: v for k, v in emitted_attrs(node).items() if k != "storage_order"}
+        _, indices = xp.node("MaxPool", [x], attrs, outputs=2, shape=g.shape)
+        indices.dtype = np.dtype(np.int64)
+        flat = xp.reshape(xp.zeros_like(x), (-1,))
+        dx = xp.node("ScatterElements", [flat, xp.reshape(indices, (-1,)), xp.reshape(g, (-1,))],
+                     {"axis": 0, "reduction": "add"}, shape=flat.shape)
+        return scatter_ports(len(call.inputs), (0,), [xp.reshape(dx, x.shape)])
 
 
 @register_kernel("GlobalMaxPool", since=1)

@@ -52,6 +52,13 @@ class UnsupportedOpError(OnnxLrpError, NotImplementedError):
         self.unsupported = list(unsupported)
 
 
+class CompileError(OnnxLrpError, NotImplementedError):
+    """A method, rule or op that cannot be written as an ONNX graph (``onnxlrp compile``, ``backend="onnx"``); the
+    message names the node and what would make it work."""
+
+    exit_code = 5
+
+
 class UnsupportedGraphError(OnnxLrpError):
     """The graph has a structure the engine does not handle (control flow on the relevance path, cycles)."""
 
@@ -190,8 +197,8 @@ EXIT_CODES: dict[int, str] = {
     2: "usage: bad option, or options that contradict the model (e.g. `--size` against a static shape)",
     3: "model file missing, a folder, truncated or not ONNX",
     4: "model fails the ONNX checker or shape inference, or onnxruntime cannot load or run it (the node is named)",
-    5: "an op on the relevance path has no kernel, or the graph has a structure the engine does not handle. The "
-       "nodes are listed; `onnxlrp inspect` shows every op's status.",
+    5: "an op on the relevance path has no kernel, or the graph has a structure the engine does not handle, or a "
+       "method or op cannot be compiled to ONNX. The nodes are listed; `onnxlrp inspect` shows every op's status.",
     6: "several inputs/outputs and none chosen, an unknown name (`--input-name`, `--output-name`), or no token "
        "embedding found in a text model",
     7: "array of the wrong shape or dtype, or an input too large for the memory budget",

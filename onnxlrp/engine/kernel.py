@@ -109,6 +109,32 @@ class Kernel:
         """The linear view of this node, or ``None`` when the op is not linear in its data inputs."""
         return None
 
+    # -------------------------------------------------------------------------- emitters (the compiled backend)
+    # When compiling (``onnxlrp compile``), ``call.xp`` is a symbolic array module whose arrays append ONNX nodes
+    # (:mod:`onnxlrp.engine.symbolic`). Array code written against ``xp`` alone is emitted as it is; a kernel whose
+    # numpy code is not (window views, in-place scatters) overrides these with native ONNX ops.
+
+    def emit_forward(self, call: Call) -> tuple:
+        """The forward pass as ONNX: by default the node itself, re-emitted (standard-domain ops)."""
+        xp, node = call.xp, call.node
+        known = call.outputs[0] if call.outputs and call.outputs[0] is not None else None
+        outs = xp.node(node.op_type, call.inputs, emitted_attrs(node), outputs=len(node.outputs), domain=node.domain,
+                       shape=None if known is None else tuple(known.shape))
+        return tuple(outs) if len(node.outputs) > 1 else (outs,)
+
+    def emit_vjp(self, call: Call, grads: tuple) -> tuple:
+        """The VJP as ONNX: by default :meth:`vjp` run on the symbolic array module."""
+        return self.vjp(call, grads)
+
+    def emit_linear_op(self, call: Call) -> LinearOp | None:
+        """The linear view as ONNX: by default :meth:`linear_op` run on the symbolic array module."""
+        return self.linear_op(call)
+
+
+def emitted_attrs(node: Node) -> dict:
+    """A node's attributes as ONNX takes them back (``None`` values dropped)."""
+    return {k: v for k, v in node.attrs.items() if v is not None}
+
 
 class LinearKernel(Kernel):
     """Kernel of an op linear in its data inputs: forward and VJP come from :meth:`linear_op`."""
@@ -122,6 +148,10 @@ class LinearKernel(Kernel):
 
     def vjp(self, call: Call, grads: tuple) -> tuple:
         op = self.linear_op(call)
+        return scatter_ports(len(call.inputs), op.ports, op.vjp(grads[0], op.params))
+
+    def emit_vjp(self, call: Call, grads: tuple) -> tuple:
+        op = self.emit_linear_op(call)
         return scatter_ports(len(call.inputs), op.ports, op.vjp(grads[0], op.params))
 
 

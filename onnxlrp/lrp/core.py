@@ -14,6 +14,8 @@ from ..errors import MethodError
 
 def stabilize(xp, z, epsilon):
     """Denominator ``z + ε·sgn0(z)`` (zennit ``Stabilizer``); ``ε`` may be an array broadcast against ``z``."""
+    if getattr(xp, "symbolic", False):  # the compiled backend: the same sign test as ONNX nodes
+        return z + xp.where(z >= 0, epsilon, -epsilon)
     if getattr(z, "ndim", 0) == 0:
         return z + epsilon if z >= 0 else z - epsilon
     out = z + 0.0  # a fresh array; −0.0 becomes +0.0, so sgn0(−0.0) = +1 as in zennit
@@ -61,6 +63,10 @@ def modified_params(op: LinearOp, fn, zero: tuple[str, ...] = (), drop_bias: boo
 
 
 def all_zero(xp, xs) -> bool:
+    """Whether every array in ``xs`` is zero (a shortcut only: never taken when compiling, where values are not
+    known)."""
+    if getattr(xp, "symbolic", False):
+        return False
     return all(not bool(xp.any(x)) for x in xs)
 
 

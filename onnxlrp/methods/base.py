@@ -57,6 +57,9 @@ class Method:
     run: Callable
     assign: Callable | None = None
     requires: Callable | None = field(default=None, compare=False)
+    #: the method's steps for the compiled backend when ``run`` cannot be traced as it is (e.g. integrated
+    #: gradients batches its steps in the graph instead of in Python); same signature as ``run``
+    compiled: Callable | None = field(default=None, compare=False)
 
     def rules(self, session, params: Mapping, overrides: Mapping | None = None) -> dict:
         """The rule of every node this method assigns one to, with ``overrides`` applied and checked (``params``

@@ -1,0 +1,351 @@
+"""The compiled backend: a :class:`~onnxlrp.engine.session.Session` whose passes write ONNX instead of computing.
+
+:class:`CompiledSession` has the Session's public calls (``forward``, ``targets``, ``seed``, ``propagate``), so a
+method runs on it unchanged; but its values are :class:`~onnxlrp.engine.symbolic.Sym` tensors of the model being
+built, and every kernel and rule writes its part of the backward pass as ONNX nodes appended to the model's own
+graph (the forward pass is the model itself; its weights are shared with the backward nodes, not copied). The
+result is one standard ONNX model that takes the model's inputs plus ``target`` (int64, one per sample; negative:
+the predicted class) and returns the model's outputs plus ``relevance``.
+
+The graph is built with ``onnx_ir``, the ONNX project's in-memory IR (the one the PyTorch exporter and onnxscript
+use): it loads the model as it is, lets nodes be appended that read its values by reference, and serialises with
+external data for models over 2 GB. Nothing of onnxlrp is needed to run the result.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+
+from ..errors import CompileError, MissingDependencyError, OnnxLrpError
+from .kernel import GRADIENT, Call
+from .session import Session
+from .symbolic import GraphXP, Sym, SymDim, static
+
+#: the ``ai.onnx`` opset compiled models use at least
+MIN_OPSET = 17
+#: the name of the compiled model's batch dimension when the model leaves it free
+BATCH = "N"
+
+
+def _ir():
+    try:
+        import onnx_ir
+    except ImportError as exc:
+        raise MissingDependencyError("compiling needs the onnx-ir package: pip install 'onnxlrp[compile]'") from exc
+    return onnx_ir
+
+
+class Builder:
+    """Appends nodes and initializers to a model loaded into ``onnx_ir``; hands out fresh names."""
+
+    def __init__(self, proto: onnx.ModelProto):
+        ir = self.ir = _ir()
+        self.model = ir.serde.deserialize_model(proto)
+        self.graph = self.model.graph
+        self.values = ir.convenience.create_value_mapping(self.graph, include_subgraphs=False)
+        self._names = itertools.count()
+        self._constants: dict = {}
+
+    def fresh(self, hint: str = "t") -> str:
+        return f"onnxlrp/{hint}{next(self._names)}"
+
+    def initializer(self, array: np.ndarray, source: str | None = None):
+        """The value of a constant: the model's own tensor of that name when it has one of that dtype (shared),
+        else a new initializer (cached per array)."""
+        existing = self.values.get(source) if source else None
+        if existing is not None and existing.dtype is not None and \
+                existing.dtype.numpy() == array.dtype and tuple(existing.shape or ()) == tuple(array.shape):
+            return existing
+        key = (id(array), source)
+        if key not in self._constants:
+            value = self.ir.Value(name=self.fresh("c"), const_value=self.ir.tensor(np.array(array, order="C")),
+                                  shape=self.ir.Shape(array.shape), type=self.ir.TensorType(
+                                      self.ir.DataType.from_numpy(array.dtype)))
+            self.graph.register_initializer(value)
+            self._constants[key] = (array, value)  # the array is kept alive so that its id stays unique
+        return self._constants[key][1]
+
+    def node(self, op_type: str, inputs: list, attrs: Mapping, outputs: int, domain: str = ""):
+        ir = self.ir
+        node = ir.Node(domain, op_type, inputs, attributes=ir.convenience.convert_attributes(dict(attrs)),
+                       num_outputs=outputs, name=self.fresh(op_type + "_"))
+        for value in node.outputs:
+            value.name = self.fresh()
+        self.graph.append(node)
+        return list(node.outputs)
+
+    def add_input(self, name: str, dtype, shape):
+        value = self.ir.Value(name=name, shape=self.ir.Shape(shape),
+                              type=self.ir.TensorType(self.ir.DataType.from_numpy(np.dtype(dtype))))
+        self.graph.inputs.append(value)
+        self.values[name] = value
+        return value
+
+    def add_output(self, sym: Sym, name: str, shape) -> None:
+        value = sym.value
+        if value.name in self.values and value.producer() is None or value in self.graph.outputs or \
+                value.is_graph_input():
+            value = self.node("Identity", [value], {}, 1)[0]
+        value.name = name
+        value.dtype = self.ir.DataType.from_numpy(sym.dtype)
+        value.shape = self.ir.Shape([d.name if isinstance(d, SymDim) else d for d in shape])
+        self.graph.outputs.append(value)
+
+    def to_proto(self) -> onnx.ModelProto:
+        return self.ir.serde.serialize_model(self.model)
+
+
+def _dims(shape) -> tuple | None:
+    """An ``onnx_ir`` shape as ints and :class:`SymDim` (unnamed free dimensions get unique names)."""
+    if shape is None:
+        return None
+    out = []
+    for d in shape:
+        if isinstance(d, int):
+            out.append(d)
+        else:
+            name = getattr(d, "value", None)
+            out.append(SymDim(name) if isinstance(name, str) else SymDim())
+    return tuple(out)
+
+
+class CompiledSession(Session):
+    """A :class:`Session` that builds one ONNX graph per :meth:`begin` … :meth:`finish`.
+
+    Opened on a model already at opset ≥ 17 (:func:`onnxlrp.compiler.compile` converts older ones first).
+    """
+
+    def begin(self):
+        """Start a new compiled model: the model itself, its explained input's batch dimension named, shapes
+        inferred, and the ``target`` input added. Returns ``(x, target)``, the two symbolic inputs."""
+        proto = onnx.ModelProto()
+        proto.CopyFrom(self.graph.model)
+        _name_batch(proto, self.input_name)
+        try:
+            proto = onnx.shape_inference.infer_shapes(proto)
+        except Exception:  # shapes stay unknown where inference fails; emitters then refuse what needs them
+            pass
+        self.builder = Builder(proto)
+        self.xp = GraphXP(self.builder, self.dtype, _opset(proto))
+        self._syms: dict[str, Sym] = {}
+        x = self.symbol(self.input_name)
+        batch = x.shape[0]
+        self.target_input = self.xp.wrap(self.builder.add_input("target", np.int64, [_dim_name(batch)]),
+                                         np.int64, (batch,))
+        self.input_sym = x
+        return x, self.target_input
+
+    def finish(self, relevance: Sym, extra: Mapping[str, Sym] | None = None) -> onnx.ModelProto:
+        """The model with ``relevance`` (and ``extra`` named outputs) added."""
+        x = self.input_sym
+        relevance = self.xp.astype(self.xp.broadcast_to(relevance, x.shape) if relevance.ndim == 0 else relevance,
+                                   x.dtype)
+        self.builder.add_output(relevance, "relevance", x.shape)
+        for name, sym in (extra or {}).items():
+            self.builder.add_output(sym, name, sym.shape)
+        return self.builder.to_proto()
+
+    # ------------------------------------------------------------------------------------------ values
+    def symbol(self, name: str) -> Sym:
+        """The symbolic value of a tensor of the model (an existing value, or a canonical constant)."""
+        if name in self._syms:
+            return self._syms[name]
+        if name in self.canonical.constants and name != self.input_name:
+            sym = self.constant(name)
+        else:
+            value = self.builder.values.get(name)
+            if value is None:
+                sym = self._made(name)
+            else:
+                dtype = value.dtype.numpy() if value.dtype is not None else self.dtype
+                sym = self.xp.wrap(value, dtype, _dims(value.shape))
+        self._syms[name] = sym
+        return sym
+
+    def constant(self, name: str):
+        value = self.canonical.constants[name]
+        if value.dtype.kind == "f":
+            value = value.astype(self.dtype)
+        return self.xp.const(value, source=name)
+
+    def _made(self, name: str) -> Sym:
+        """A tensor the canonizer created (a fused op's output): its node's forward, emitted."""
+        node = self.canonical.producer.get(name)
+        if node is None:
+            raise CompileError(f"tensor {name!r} is neither in the model nor made by a canonical node")
+        from .registry import resolve
+        kernel = resolve(node)
+        call = Call(node, tuple(self.symbol(t) if t else None for t in node.inputs), (),
+                    self.node_varying(node), self.xp)
+        outs = kernel.emit_forward(call)
+        for t, sym in zip(node.outputs, outs):
+            if t:
+                self._syms[t] = sym
+        return self._syms[name]
+
+    def array(self, x):
+        return self.xp.astype(x, self.dtype) if isinstance(x, Sym) else self.xp.const(np.asarray(x, self.dtype))
+
+    @staticmethod
+    def host(x):
+        raise CompileError("a method step that copies values to the host (not expressible in the graph)")
+
+    def check_budget(self, shape):
+        return None
+
+    def chunks(self, *args, **kwargs):
+        raise CompileError("a method that splits the batch into chunks in Python")
+
+    # ------------------------------------------------------------------------------------------ the passes
+    def forward(self, x, feeds=None):
+        if x is not self.input_sym:
+            raise CompileError("a method that runs the model on a modified input (its compiled form batches it "
+                               "in the graph instead)")
+        return _Values(self), self.symbol(self.output_name)
+
+    def targets(self, output, target=None):
+        """The ``target`` input, with negative entries replaced by the predicted class."""
+        if target is None or isinstance(target, Sym):
+            xp = self.xp
+            flat = xp.reshape(output, (output.shape[0], -1))
+            predicted = xp.node("ArgMax", [flat], {"axis": 1, "keepdims": 0}, dtype=np.int64,
+                                shape=(output.shape[0],))
+            if target is None:
+                return predicted
+            return xp.where(target < 0, predicted, target)
+        raise CompileError("a fixed target baked into the graph (the compiled model takes `target` as an input)")
+
+    def class_indices(self, value, output, what, error=None):
+        if isinstance(value, Sym):
+            return value
+        raise CompileError(f"a fixed {what} baked into the graph (compile with the {what} as an input)")
+
+    def seed(self, output, targets, mode: str = "logit"):
+        """``onehot(target)`` (``"one_hot"``), times the output (``"logit"``), shaped like the output."""
+        xp = self.xp
+        flat = xp.reshape(output, (output.shape[0], -1))
+        classes = flat.shape[1]
+        depth = xp.ints([classes]) if isinstance(classes, int) else xp.getitem(xp.shape_of(flat), slice(1, 2))
+        onehot = xp.node("OneHot", [targets, depth, xp.const(np.asarray([0, 1], dtype=flat.dtype))],
+                         {"axis": -1}, dtype=flat.dtype, shape=flat.shape)
+        out = onehot * flat if mode == "logit" else onehot
+        return xp.reshape(out, output.shape)
+
+    def propagate(self, values, rules: Mapping, seed, keep=(), head=None):
+        """The backward walk written as ONNX: the walker's accumulation, with each node's rule emitting its part."""
+        nodes = self.path.nodes if head is None else head.nodes
+        kernels = self.kernels if head is None else {**self.kernels, **head.kernels}
+        varying = self.path.varying if head is None else head.varying
+        extra = {} if head is None else head.constants
+        xp = self.xp
+        acc = dict(seed) if isinstance(seed, Mapping) else {self.output_name: seed}
+        kept: dict = {}
+        keep_all = keep == "all"
+        keep = set() if keep_all else set(keep)
+
+        def value(t):
+            if t in extra:
+                extra_value = extra[t]
+                return extra_value if isinstance(extra_value, Sym) else xp.const(np.asarray(extra_value))
+            return self.symbol(t)
+
+        for node in reversed(nodes):
+            r_out = tuple(acc.pop(t, None) for t in node.outputs)
+            for t, r in zip(node.outputs, r_out):
+                if r is not None and (keep_all or t in keep):
+                    kept[t] = r
+            if all(r is None for r in r_out):
+                continue
+            flags = tuple(bool(t) and t in varying for t in node.inputs)
+            call = Call(node=node, inputs=tuple(value(t) if t else None for t in node.inputs),
+                        outputs=tuple(value(t) if t and t in varying else None for t in node.outputs),
+                        varying=flags, xp=xp)
+            r_out = tuple(xp.zeros_like(call.outputs[k]) if r is None and call.outputs[k] is not None else r
+                          for k, r in enumerate(r_out))
+            rule = rules.get(node.name, GRADIENT)
+            try:
+                r_in = rule.propagate(_Emitting(kernels[node.name]), call, r_out)
+            except CompileError as exc:
+                raise CompileError(f"node {node.name!r} ({node.op_type}) under rule {rule.describe()} cannot be "
+                                   f"compiled: {exc}") from exc
+            except OnnxLrpError:
+                raise
+            except (TypeError, AttributeError, ValueError, NotImplementedError) as exc:
+                raise CompileError(f"node {node.name!r} ({node.op_type}) under rule {rule.describe()} has no ONNX "
+                                   f"form yet ({type(exc).__name__}: {exc})") from exc
+            for port, (tensor, r) in enumerate(zip(node.inputs, r_in)):
+                if r is None or not flags[port]:
+                    continue
+                if not isinstance(r, Sym) or r.ndim == 0:
+                    r = xp.broadcast_to(xp._operand(r, call.inputs[port]), call.inputs[port].shape)
+                acc[tensor] = acc[tensor] + r if tensor in acc else r
+        relevance = acc.get(self.input_name)
+        if relevance is None:
+            relevance = xp.zeros_like(self.input_sym)
+        return relevance, kept
+
+
+class _Values(Mapping):
+    """The forward values of a compiled session: every tensor of the model, as symbols, on demand."""
+
+    def __init__(self, session: CompiledSession):
+        self._session = session
+
+    def __getitem__(self, name):
+        return self._session.symbol(name)
+
+    def __contains__(self, name):
+        return True
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self):
+        return 0
+
+
+class _Emitting:
+    """A kernel as rules see it when compiling: its emitters stand in for its numpy forward, VJP and linear view."""
+
+    def __init__(self, kernel):
+        self._kernel = kernel
+
+    def __getattr__(self, name):
+        return getattr(self._kernel, name)
+
+    def forward(self, call):
+        return self._kernel.emit_forward(call)
+
+    def vjp(self, call, grads):
+        return self._kernel.emit_vjp(call, grads)
+
+    def linear_op(self, call):
+        return self._kernel.emit_linear_op(call)
+
+
+def _opset(proto: onnx.ModelProto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
+
+
+def _dim_name(dim) -> str | int:
+    return dim.name if isinstance(dim, SymDim) else dim
+
+
+def _name_batch(proto: onnx.ModelProto, input_name: str) -> None:
+    """Give the explained input's free batch dimension the name :data:`BATCH` (shape inference carries it)."""
+    for value in proto.graph.input:
+        if value.name == input_name:
+            dims = value.type.tensor_type.shape.dim
+            if dims and not dims[0].HasField("dim_value"):
+                old = dims[0].dim_param
+                for other in list(proto.graph.input) + list(proto.graph.output):
+                    other_dims = other.type.tensor_type.shape.dim
+                    if other_dims and old and other_dims[0].dim_param == old:
+                        other_dims[0].dim_param = BATCH
+                dims[0].dim_param = BATCH
+
+
+__all__ = ["Builder", "CompiledSession", "MIN_OPSET", "static"]
