@@ -425,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .patterns import add_parser as add_patterns_parser  # argparse only: no numpy at --help
     add_patterns_parser(sub, _command, _add_preprocessing, _add_run_options, _add_model_selection, _add_common)
 
+    from .patterns import add_parser as add_patterns_parser  # argparse only: no numpy at --help
+    add_patterns_parser(sub, _command, _add_preprocessing, _add_run_options, _add_model_selection, _add_common)
+
     met = sub.add_parser("methods", help="list every method with its parameters and defaults",
                          description="List every method with its parameters, defaults and a one-line description.")
     met.add_argument("--json", action="store_true", help="print JSON instead of text")

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import MethodError
 from ..lrp.presets import PRESETS
+from ..patterns.store import PATTERN_SOURCE, PATTERN_TYPES
 
 #: upper bounds on counts that multiply the work (each step or sample is a full backward pass)
 MAX_PASSES = 100_000
@@ -173,6 +174,7 @@ PARAMS: dict[str, Param] = {
     "relu": Param("bool"),
     "division": Param("choice", choices=("safe", "innvestigate")),
     "sign_input_stabilizer": Param("choice", choices=("none", "same_as_layer")),
+    "patterns": PATTERN_SOURCE, "pattern_type": Param("choice", choices=tuple(PATTERN_TYPES)),
 }
 
 
