@@ -36,6 +36,11 @@ def compile(model, method: str = "epsilon_plus_flat", *, input_name: str | None 
                            "float32 (convert the model to float32 first)")
     run = m.compiled if m.compiled is not None else m.run
     x, target = session.begin()
+    if "contrast" in full:  # a contrastive method takes its contrast class per sample as an input
+        if full["contrast"] is not None:
+            raise CompileError("the compiled model takes the contrast class as an input (`contrast`, one per "
+                               "sample); compile without contrast=")
+        full["contrast"] = session.add_input("contrast", "int64", (x.shape[0],))
     options = {"rules": rules, "relevance_init": relevance_init, "keep": ()}
     result = run(session, x, {}, target, full, options)
     compiled = session.finish(result.relevance)

@@ -20,9 +20,11 @@ import numpy as np
 import onnx
 
 from ..errors import CompileError, MissingDependencyError, OnnxLrpError
+from .graph_xp import GraphXP
 from .kernel import GRADIENT, Call
+from .registry import resolve
 from .session import Session
-from .symbolic import GraphXP, Sym, SymDim, static
+from .symbolic import Sym, SymDim, static
 
 #: the ``ai.onnx`` opset compiled models use at least
 MIN_OPSET = 17
@@ -124,19 +126,26 @@ class CompiledSession(Session):
         proto = onnx.ModelProto()
         proto.CopyFrom(self.graph.model)
         _name_batch(proto, self.input_name)
+        del proto.graph.value_info[:]  # inferred afresh, so that the batch is named the same everywhere
         try:
             proto = onnx.shape_inference.infer_shapes(proto)
         except Exception:  # shapes stay unknown where inference fails; emitters then refuse what needs them
             pass
         self.builder = Builder(proto)
         self.xp = GraphXP(self.builder, self.dtype, _opset(proto))
-        self._syms: dict[str, Sym] = {}
+        self._model_nodes = list(self.builder.graph)
+        self._values = _Values(self)
         x = self.symbol(self.input_name)
-        batch = x.shape[0]
+        batch = self._batch = x.shape[0]
         self.target_input = self.xp.wrap(self.builder.add_input("target", np.int64, [_dim_name(batch)]),
                                          np.int64, (batch,))
         self.input_sym = x
         return x, self.target_input
+
+    def add_input(self, name: str, dtype, shape) -> Sym:
+        """Another input of the compiled model (SmoothGrad's ``noise``, a ``contrast`` class per sample)."""
+        value = self.builder.add_input(name, dtype, [_dim_name(d) for d in shape])
+        return self.xp.wrap(value, dtype, tuple(shape))
 
     def finish(self, relevance: Sym, extra: Mapping[str, Sym] | None = None) -> onnx.ModelProto:
         """The model with ``relevance`` (and ``extra`` named outputs) added."""
@@ -151,19 +160,7 @@ class CompiledSession(Session):
     # ------------------------------------------------------------------------------------------ values
     def symbol(self, name: str) -> Sym:
         """The symbolic value of a tensor of the model (an existing value, or a canonical constant)."""
-        if name in self._syms:
-            return self._syms[name]
-        if name in self.canonical.constants and name != self.input_name:
-            sym = self.constant(name)
-        else:
-            value = self.builder.values.get(name)
-            if value is None:
-                sym = self._made(name)
-            else:
-                dtype = value.dtype.numpy() if value.dtype is not None else self.dtype
-                sym = self.xp.wrap(value, dtype, _dims(value.shape))
-        self._syms[name] = sym
-        return sym
+        return self._values[name]
 
     def constant(self, name: str):
         value = self.canonical.constants[name]
@@ -171,20 +168,53 @@ class CompiledSession(Session):
             value = value.astype(self.dtype)
         return self.xp.const(value, source=name)
 
-    def _made(self, name: str) -> Sym:
+    def lookup(self, name: str, values: _Values) -> Sym:
+        """``name`` in the forward pass ``values`` (the model's own, or a copy on another batch)."""
+        if name in self.canonical.constants and name != self.input_name:
+            return self.constant(name)
+        value = self.builder.values.get(name)
+        if value is None:
+            return self._made(name, values)
+        dtype = value.dtype.numpy() if value.dtype is not None else self.dtype
+        shape = _dims(value.shape)
+        if value in values.renamed:
+            value = values.renamed[value]
+            shape = None if shape is None else tuple(values.batch if d == self._batch else d for d in shape)
+        return self.xp.wrap(value, dtype, shape)
+
+    def _made(self, name: str, values: _Values) -> Sym:
         """A tensor the canonizer created (a fused op's output): its node's forward, emitted."""
         node = self.canonical.producer.get(name)
         if node is None:
             raise CompileError(f"tensor {name!r} is neither in the model nor made by a canonical node")
-        from .registry import resolve
-        kernel = resolve(node)
-        call = Call(node, tuple(self.symbol(t) if t else None for t in node.inputs), (),
-                    self.node_varying(node), self.xp)
-        outs = kernel.emit_forward(call)
+        call = Call(node, tuple(values[t] if t else None for t in node.inputs), (), self.node_varying(node), self.xp)
+        outs = resolve(node).emit_forward(call)
         for t, sym in zip(node.outputs, outs):
-            if t:
-                self._syms[t] = sym
-        return self._syms[name]
+            if t and t != name:
+                values.cache[t] = sym
+        return outs[list(node.outputs).index(name)]
+
+    def _copy_forward(self, x: Sym) -> _Values:
+        """The model's forward pass on another batch ``x`` (integrated gradients' steps, SmoothGrad's noisy
+        copies): every node that depends on the explained input copied, reading ``x``."""
+        ir = self.builder.ir
+        if len(self.graph.input_infos) > 1:
+            raise CompileError("a batched copy of the forward pass of a model with several inputs")
+        renamed = {self.input_sym.value: x.value}
+        for node in self._model_nodes:
+            if not any(v in renamed for v in node.inputs if v is not None):
+                continue
+            if any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values()):
+                raise CompileError(f"a batched copy of {node.op_type} node {node.name!r}, which has subgraphs")
+            copy = ir.Node(node.domain, node.op_type, [renamed.get(v, v) for v in node.inputs],
+                           attributes=[ir.Attr(a.name, a.type, a.value) for a in node.attributes.values()],
+                           num_outputs=len(node.outputs), name=self.builder.fresh(node.op_type + "_copy"),
+                           version=node.version)
+            for old, new in zip(node.outputs, copy.outputs):
+                new.name = self.builder.fresh()
+                renamed[old] = new
+            self.builder.graph.append(copy)
+        return _Values(self, renamed, x.shape[0])
 
     def array(self, x):
         return self.xp.astype(x, self.dtype) if isinstance(x, Sym) else self.xp.const(np.asarray(x, self.dtype))
@@ -201,10 +231,14 @@ class CompiledSession(Session):
 
     # ------------------------------------------------------------------------------------------ the passes
     def forward(self, x, feeds=None):
-        if x is not self.input_sym:
-            raise CompileError("a method that runs the model on a modified input (its compiled form batches it "
-                               "in the graph instead)")
-        return _Values(self), self.symbol(self.output_name)
+        """The model's values: its own forward pass for the explained input, a copy of it for another batch."""
+        if x is self.input_sym:
+            values = self._values
+        elif isinstance(x, Sym):
+            values = self._copy_forward(x)
+        else:
+            raise CompileError("a forward pass on a fixed array baked into the graph")
+        return values, values[self.output_name]
 
     def targets(self, output, target=None):
         """The ``target`` input, with negative entries replaced by the predicted class."""
@@ -250,8 +284,15 @@ class CompiledSession(Session):
             if t in extra:
                 extra_value = extra[t]
                 return extra_value if isinstance(extra_value, Sym) else xp.const(np.asarray(extra_value))
-            return self.symbol(t)
+            return values[t]
 
+        if head is not None:  # the spliced nodes' forward values: emitted once, before the walk reads them
+            for node in nodes:
+                if node.name in head.kernels and any(t and t not in values.cache for t in node.outputs):
+                    call = Call(node, tuple(value(t) if t else None for t in node.inputs), (),
+                                tuple(bool(t) and t in varying for t in node.inputs), xp)
+                    outs = head.kernels[node.name].emit_forward(call)
+                    values.cache.update((t, o) for t, o in zip(node.outputs, outs) if t)
         for node in reversed(nodes):
             r_out = tuple(acc.pop(t, None) for t in node.outputs)
             for t, r in zip(node.outputs, r_out):
@@ -289,13 +330,19 @@ class CompiledSession(Session):
 
 
 class _Values(Mapping):
-    """The forward values of a compiled session: every tensor of the model, as symbols, on demand."""
+    """The forward values of a compiled session, every tensor of the model as a symbol on demand; ``renamed`` maps
+    the model's values to their copies when the forward pass was copied for another batch (of size ``batch``)."""
 
-    def __init__(self, session: CompiledSession):
+    def __init__(self, session: CompiledSession, renamed: dict | None = None, batch=None):
         self._session = session
+        self.renamed = renamed or {}
+        self.batch = batch
+        self.cache: dict[str, Sym] = {}
 
     def __getitem__(self, name):
-        return self._session.symbol(name)
+        if name not in self.cache:
+            self.cache[name] = self._session.lookup(name, self)
+        return self.cache[name]
 
     def __contains__(self, name):
         return True
@@ -305,6 +352,9 @@ class _Values(Mapping):
 
     def __len__(self):
         return 0
+
+    def __bool__(self):
+        return True
 
 
 class _Emitting:

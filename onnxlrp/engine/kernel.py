@@ -154,6 +154,10 @@ class LinearKernel(Kernel):
         op = self.emit_linear_op(call)
         return scatter_ports(len(call.inputs), op.ports, op.vjp(grads[0], op.params))
 
+    def emit_forward(self, call: Call) -> tuple:
+        op = self.emit_linear_op(call)
+        return (op.forward(op.inputs, op.params),)
+
 
 class ElementwiseKernel(Kernel):
     """Unary elementwise activation ``y = f(x)``; LRP presets pass relevance through (zennit ``Pass``)."""

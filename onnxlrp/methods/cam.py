@@ -25,6 +25,8 @@ to the nodes downstream of the layer.
   ``−e_Q``, so the logits receive ``∂J/∂z = softmax(z) − e_Q``; then exactly Grad-CAM's pooling, ReLU, upsampling
   and normalisation. ``contrast`` is required (one class, or one per sample). ``P`` is never used explicitly (it is
   the class that dominates ``softmax(z)``): the map does not depend on ``target``, which is only reported.
+  A model with one output unit per sample (a regression or score) has no class to contrast with (the gradient
+  ``softmax(z) − e_Q`` is identically zero): refused with a :class:`MethodError`.
 
 Every map is then
 
@@ -63,6 +65,7 @@ from ..engine.splice import Head
 from ..errors import MethodError
 from ..inputs.images import image_layout_from_shape
 from .base import Method, Result, with_overrides
+from .clrp import require_two_classes
 
 #: node categories whose spatial output can be the default target layer
 FEATURE_CATEGORIES = frozenset({"conv", "activation", "sum", "batchnorm", "affine"})
@@ -296,7 +299,7 @@ def _layout(layout: str, x_shape) -> str:
 def to_input(xp, maps, x_shape, layout: str = "auto"):
     """Upsample ``maps`` ``(N, *spatial)`` to the input's spatial size, normalise per sample and broadcast over the
     input's channel axis: an array shaped ``x_shape``."""
-    x_shape = tuple(int(d) for d in x_shape)
+    x_shape = (x_shape[0],) + tuple(int(d) for d in x_shape[1:])  # the batch may be symbolic (compiled)
     rank = maps.ndim - 1
     layout = _layout(layout, x_shape)
     if len(x_shape) == rank + 1:
@@ -318,6 +321,7 @@ def to_input(xp, maps, x_shape, layout: str = "auto"):
 
 
 def _contrast_classes(session, contrast, output) -> np.ndarray:
+    require_two_classes(session, "contrastive_grad_cam", output.shape)
     if contrast is None:
         raise MethodError("contrastive_grad_cam needs the contrast class: contrast=Q (one class index, or one per "
                           "sample) explains 'why the prediction rather than Q'")
@@ -374,6 +378,10 @@ def run_cam(session, x, feeds, target, params, options, kind: str):
 
 
 def _reaches_every_sample(xp, grad) -> bool:
+    """Whether the objective depends on the layer for every sample; compiled, the default layer is kept (the test
+    reads values, which a compiled graph does not know in advance: name ``layer=`` for a detector's other head)."""
+    if getattr(xp, "symbolic", False):
+        return True
     return bool(xp.all(grad.reshape(grad.shape[0], -1).any(axis=1)))
 
 
@@ -403,11 +411,18 @@ def _requires_layer(session, params) -> None:
         default_layer(session)
 
 
+def _requires_layer_and_classes(session, params) -> None:
+    """A layer can be found and the output has at least two classes (a contrast needs them)."""
+    require_two_classes(session, "contrastive_grad_cam")
+    _requires_layer(session, params)
+
+
 def _method(name: str, description: str, params: dict) -> Method:
     def run(session, x, feeds, target, full, options):
         return run_cam(session, x, feeds, target, full, options, name)
 
-    return Method(name, description, params, "cam", run, requires=_requires_layer)
+    requires = _requires_layer_and_classes if name == "contrastive_grad_cam" else _requires_layer
+    return Method(name, description, params, "cam", run, requires=requires)
 
 
 METHODS = [

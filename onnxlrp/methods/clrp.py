@@ -26,8 +26,14 @@ real-valued activations). Any LRP preset can replace them (``preset=``).
 
 SGLRP (the two-pass form): with ``p = softmax(z)``, the target is seeded with ``(p_t(1 − p_t) + 1e-8)·e_t`` and the
 other classes with ``p_t p_n``; the map is ``R_t − R_dual·ΣR_t/ΣR_dual`` (sums to zero), optionally rectified.
+
+Every contrast needs at least two classes: on a model with one output unit per sample (a regression or quality
+score) the dual concept is empty, so the three methods raise :class:`~onnxlrp.errors.MethodError` instead of
+returning an all-zero or non-contrastive map (:func:`require_two_classes`, also used by contrastive Grad-CAM).
 """
 from __future__ import annotations
+
+import math
 
 from ..errors import MethodError
 from ..lrp.assign import lrp_rules
@@ -52,10 +58,43 @@ def clrp_layer_rules(params) -> LayerRules:
     return PRESETS[preset].build({})
 
 
+def contrast_units(shape) -> int | None:
+    """Output units per sample of an output shaped ``shape`` (``None`` when a non-batch axis is not known)."""
+    rest = tuple(shape)[1:]
+    return math.prod(rest) if all(isinstance(d, int) and d > 0 for d in rest) else None
+
+
+def require_two_classes(session, method: str, shape=None) -> None:
+    """A contrast ("the target rather than the others / rather than Q") needs at least two classes: on a model with
+    one output unit per sample (a regression or quality score) the dual concept is empty and the map would be all
+    zero. ``shape`` is the output's actual shape; without it the model's declared shape decides (unknown passes)."""
+    units = contrast_units(shape if shape is not None else session.output_shape)
+    if units == 1:
+        raise MethodError(f"{method} contrasts the explained class with other classes, but the output "
+                          f"{session.output_name!r} has one unit per sample (a regression or score); a contrast "
+                          "needs at least two classes: use a non-contrastive method (e.g. epsilon_plus, gradient)")
+
+
 def _assign(session, params, head=None):
     nodes, categories, varying = (session.path.nodes, session.categories, session.path.varying) if head is None else (
         head.nodes, head.categories, head.varying)
     return lrp_rules(nodes, categories, varying, clrp_layer_rules(params))
+
+
+def pick(xp, a, indices):
+    """``a[i, indices[i]]`` for each row ``i`` of a 2-D ``a`` (written as ``GatherElements`` when compiling)."""
+    if getattr(xp, "symbolic", False):
+        return xp.pick(a, indices)
+    return a[xp.arange(a.shape[0]), indices]
+
+
+def one_hot(xp, indices, classes: int, dtype):
+    """``(N, classes)`` zeros with 1 at each row's index (``OneHot`` when compiling)."""
+    if getattr(xp, "symbolic", False):
+        return xp.one_hot(indices, classes, dtype)
+    out = xp.zeros((indices.shape[0], classes), dtype=dtype)
+    out[xp.arange(indices.shape[0]), indices] = 1
+    return out
 
 
 def _dual_head(session, values, output, targets, variant: str, dual_seed: str, contrast):
@@ -64,28 +103,26 @@ def _dual_head(session, values, output, targets, variant: str, dual_seed: str, c
     dense = session.final_dense()
     w, b = session.dense_weights(dense, values)
     n, classes = output.shape[0], w.shape[1]
-    rows = xp.arange(n)
     t = xp.asarray(targets)
-    score = xp.abs(output[rows, t])
+    score = xp.abs(pick(xp, output, t))
     if contrast is not None or variant == "clrp2" or dual_seed == "splice_sum":
         if contrast is not None:
             q = xp.asarray(session.class_indices(contrast, output, "contrast"))
-            column, bias = w.T[q], (None if b is None else b[q])
-            seed = xp.abs(output[rows, q]) if dual_seed == "abs_logits" else score
+            column, bias = xp.take(w.T, q, axis=0), (None if b is None else xp.take(b, q))
+            seed = xp.abs(pick(xp, output, q)) if dual_seed == "abs_logits" else score
         elif variant == "clrp2":
-            column, bias = -w.T[t], (None if b is None else -b[t])
+            column, bias = -xp.take(w.T, t, axis=0), (None if b is None else -xp.take(b, t))
             seed = score
         else:
-            column = w.sum(axis=1)[None, :] - w.T[t]
-            bias = None if b is None else b.sum() - b[t]
+            column = w.sum(axis=1)[None, :] - xp.take(w.T, t, axis=0)
+            bias = None if b is None else b.sum() - xp.take(b, t)
             seed = score
         weight = column[:, :, None]                                       # (N, D, 1)
         bias = None if bias is None else bias.reshape(n, 1)
         head = session.splice_dense_head(dense, weight, bias, "dual")
         return head, seed.reshape(n, 1)
     # the other classes: the layer's own columns (shared by all samples), the target's seed zero
-    others = xp.ones((n, classes), dtype=output.dtype)
-    others[rows, t] = 0
+    others = 1 - one_hot(xp, t, classes, output.dtype)
     head = session.splice_dense_head(dense, w[None], None if b is None else b[None], "dual")
     if dual_seed == "abs_logits":
         seed = xp.abs(output) * others
@@ -118,6 +155,7 @@ def _clrp_runner(variant: str):
         _check_params(variant, params)
         xp = session.xp
         values, output = session.forward(x, feeds)
+        require_two_classes(session, variant, output.shape)
         targets = session.targets(output, target)
         dual_seed = params.get("dual_seed", "abs_logits")
         head, dual = _dual_head(session, values, output, targets, variant, dual_seed, params["contrast"])
@@ -151,18 +189,18 @@ def _sglrp(session, x, feeds, target, params, options):
     """Two-pass SGLRP with CLRP's default rules (or ``preset``)."""
     xp = session.xp
     values, output = session.forward(x, feeds)
+    require_two_classes(session, "sglrp", output.shape)
     targets = session.targets(output, target)
     n = output.shape[0]
-    rows, t = xp.arange(n), xp.asarray(targets)
+    t = xp.asarray(targets)
     flat = output.reshape(n, -1)
     p = xp.exp(flat - flat.max(axis=1, keepdims=True))
     p = p / p.sum(axis=1, keepdims=True)
-    pt = p[rows, t]
-    seed = xp.zeros_like(flat)
-    seed[rows, t] = pt * (1 - pt) + 1e-8
+    pt = pick(xp, p, t)
+    target_entry = one_hot(xp, t, flat.shape[1], flat.dtype)
+    seed = target_entry * (pt * (1 - pt) + 1e-8)[:, None]
     head, _ = _dual_head(session, values, output, targets, "clrp1", "abs_logits", None)
-    dual = pt[:, None] * p
-    dual[rows, t] = 0
+    dual = pt[:, None] * p * (1 - target_entry)
     rules = with_overrides(session, _assign(session, params), options.get("rules"))
     r, kept = session.propagate(values, rules, seed.reshape(output.shape), options.get("keep", ()))
     head_rules = with_overrides(session, _assign(session, params, head), options.get("rules"), head)
@@ -176,18 +214,22 @@ def _sglrp(session, x, feeds, target, params, options):
     return Result(result, output, targets, {**kept, "target_relevance": r, "dual_relevance": r_dual})
 
 
-def _requires_dense_logits(session, params) -> None:
-    session.final_dense()
+def _requires_dense_logits(name: str):
+    def requires(session, params) -> None:
+        session.final_dense()
+        require_two_classes(session, name)
+
+    return requires
 
 
 METHODS = [
     Method("clrp1", "contrastive LRP, dual concept = all other classes (Gu et al. 2018)",
            {**_CLRP_PARAMS, "dual_seed": "abs_logits"}, "lrp", _clrp_runner("clrp1"), _clrp_assign,
-           _requires_dense_logits),
+           _requires_dense_logits("clrp1")),
     Method("clrp2", "contrastive LRP, dual concept = the negated target class (Gu et al. 2018)",
            dict(_CLRP_PARAMS), "lrp", _clrp_runner("clrp2"), _clrp_assign,
-           _requires_dense_logits),
+           _requires_dense_logits("clrp2")),
     Method("sglrp", "softmax-gradient LRP: the target's softmax gradient against the other classes (Iwana et al. "
            "2019)", {"preset": "clrp", "low": None, "high": None, "stabilizer": 1e-6, "relu": False}, "lrp", _sglrp,
-           _clrp_assign, _requires_dense_logits),
+           _clrp_assign, _requires_dense_logits("sglrp")),
 ]

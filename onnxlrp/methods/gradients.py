@@ -75,6 +75,49 @@ def _integrated_gradients(session, x, feeds, target, params, options):
     return Result((x - baseline) * total, output, targets, {})
 
 
+def _integrated_gradients_compiled(session, x, feeds, target, params, options):
+    """IG written as one graph: the ``steps`` interpolated copies of the batch stacked into one batch of
+    ``steps·N`` (step-major), one forward and one backward pass over it, and the weighted sum over the steps."""
+    xp = session.xp
+    _, output = session.forward(x, feeds)
+    targets = session.targets(output, target)
+    baseline = params["baseline"]
+    baseline = xp.zeros_like(x) if baseline is None else xp.broadcast_to(
+        xp.asarray(np.asarray(baseline, dtype=x.dtype)), x.shape)
+    alphas, weights = integration_points(int(params["steps"]), params["integration"])
+    per_step = (len(alphas),) + (1,) * x.ndim
+    difference = x - baseline
+    steps = xp.expand_dims(baseline, 0) + xp.asarray(alphas.astype(x.dtype).reshape(per_step)) * \
+        xp.expand_dims(difference, 0)
+    grads = _steps_gradient(session, steps, targets, x, options)
+    total = (grads * xp.asarray(weights.astype(x.dtype).reshape(per_step))).sum(axis=0)
+    return Result(difference * total, output, targets, {})
+
+
+def _steps_gradient(session, steps, targets, x, options):
+    """The gradient of each sample's target at ``steps`` ``(S, N, ...)``, as one batch of ``S·N``."""
+    xp = session.xp
+    count = steps.shape[0]
+    batch = xp.reshape(steps, (-1,) + tuple(x.shape[1:]))
+    tiled = xp.node("Tile", [targets, xp.ints([count])], dtype=np.int64, shape=(batch.shape[0],))
+    grads = _gradient(session, batch, {}, tiled, options).relevance
+    return xp.reshape(grads, (count, -1) + tuple(x.shape[1:]))
+
+
+def _smoothgrad_compiled(session, x, feeds, target, params, options):
+    """SmoothGrad written as one graph whose ``noise`` input ``(samples, *x.shape)`` is added to the batch (draw
+    it with :func:`smoothgrad_noise` to reproduce a run); the gradients of the noisy copies are averaged."""
+    xp = session.xp
+    _, output = session.forward(x, feeds)
+    targets = session.targets(output, target)
+    samples = int(params["samples"])
+    if samples < 1:
+        raise MethodError(f"samples must be at least 1; got {samples}")
+    noise = session.add_input("noise", x.dtype, (samples,) + tuple(x.shape))
+    grads = _steps_gradient(session, xp.expand_dims(x, 0) + noise, targets, x, options)
+    return Result(grads.sum(axis=0) / float(samples), output, targets, {})
+
+
 def _broadcast(xp, value, x, name: str):
     """``value`` broadcast to ``x``'s shape, or a :class:`MethodError` naming the parameter."""
     array = xp.asarray(value, dtype=x.dtype)
@@ -131,8 +174,8 @@ METHODS = [
                       DeconvNet()),
     Method("integrated_gradients", "integrated gradients from a baseline (default zeros), batched over the steps",
            {"baseline": None, "steps": 50, "integration": "gausslegendre", "internal_batch_size": None}, "gradient",
-           _integrated_gradients),
+           _integrated_gradients, compiled=_integrated_gradients_compiled),
     Method("smoothgrad", "SmoothGrad: gradient averaged over noisy copies of the input",
            {"noise_level": 0.1, "samples": 20, "random_state": None, "internal_batch_size": None}, "gradient",
-           _smoothgrad),
+           _smoothgrad, compiled=_smoothgrad_compiled),
 ]
