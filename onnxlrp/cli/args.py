@@ -30,6 +30,8 @@ TEXT_METHOD = "attnlrp"
 COLORMAPS = ("bwr", "seismic", "france", "coldnhot", "gray", "grey", "jet", "hot", "coolwarm", "seismic_mpl", "viridis",
              "inferno", "magma", "plasma")
 DEFAULT_CMAP = "bwr"
+#: ``--preprocess`` choices: the names of :data:`onnxlrp.inputs.images.PRESETS` (checked as COLORMAPS are)
+PREPROCESS_PRESETS = ("caffe", "tf", "inception", "torch")
 
 
 def version() -> str:
@@ -249,6 +251,10 @@ def _add_run_options(run, budget: str, quiet: str) -> None:
 def _add_preprocessing(pre) -> None:
     """The image preprocessing options ``explain`` and ``evaluate`` share."""
     pre.add_argument("--size", nargs=2, type=_positive_int, metavar=("H", "W"), help="resize images to H x W")
+    pre.add_argument("--preprocess", choices=PREPROCESS_PRESETS, metavar="PRESET",
+                     help="Keras' preprocess_input modes, instead of --scale/--mean/--std: caffe (RGB->BGR, minus the "
+                          "ImageNet mean 103.939,116.779,123.68, no scaling), tf or inception (x/127.5 - 1), torch "
+                          "(x/255, ImageNet mean and std)")
     pre.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="subtracted after scaling (default 0)")
     pre.add_argument("--std", type=_floats, metavar="S[,S,S]", help="divides after the mean (default 1)")
     pre.add_argument("--scale", type=_scale, metavar="F", help="pixel multiplier, e.g. 1/255 (default) or 1")
@@ -278,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  3. x = pixel * scale; x = (x - mean) / std\n"
                "  4. arrange as --layout\n"
                "Defaults: --scale 1/255, --mean 0, --std 1, layout read from the model's input shape.\n"
+               "--preprocess caffe|tf|inception|torch sets scale, mean and std as Keras' preprocess_input does\n"
+               "(caffe also reverses RGB to BGR after scaling).\n"
                ".npy inputs are used as they are: one sample shaped like the model input without its batch\n"
                "axis, or a batch with it.\n\n"
                "Example (ImageNet-style model):\n"
@@ -310,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"heatmap colour map: {', '.join(COLORMAPS)} (default {DEFAULT_CMAP}; seismic is zennit's, "
                           "seismic_mpl matplotlib's; jet, hot, coolwarm, viridis, inferno, magma, plasma as in "
                           "matplotlib)")
+    out.add_argument("--split-sign", action="store_true",
+                     help="also write each map's positive and negative relevance as two images (NAME.METHOD.positive"
+                          ".png, .negative.png), each on its own colour scale, in the grid and the report too")
     out.add_argument("--top-k", type=_positive_int, default=5, help="scores listed per input (default 5)")
     run = ex.add_argument_group("run")
     _add_run_options(run, budget="inputs that would need more are refused before decoding, batches are split to fit",

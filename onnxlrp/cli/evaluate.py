@@ -187,7 +187,7 @@ def _evaluate(args, methods, metrics, files, out_dir: Path) -> int:
         try:
             prep = images.resolve_preprocessing(input_shape, size=args.size, layout=args.layout,
                                                 grayscale=args.grayscale or None, scale=args.scale, mean=args.mean,
-                                                std=args.std)
+                                                std=args.std, preset=args.preprocess)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
     layout = prep.layout if prep is not None else (args.layout or images.image_layout_from_shape(input_shape))

@@ -93,7 +93,7 @@ def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[
         try:
             prep = images.resolve_preprocessing(
                 input_shape, size=args.size, layout=args.layout, grayscale=args.grayscale or None,
-                scale=args.scale, mean=args.mean, std=args.std)
+                scale=args.scale, mean=args.mean, std=args.std, preset=args.preprocess)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
     layout = prep.layout if prep is not None else (args.layout or images.image_layout_from_shape(input_shape))
@@ -169,8 +169,10 @@ def _prep_text(prep: Preprocessing | None) -> str:
     size = "keep" if prep.height is None else f"{prep.height}x{prep.width}"
     mean = ",".join(f"{m:g}" for m in prep.mean)
     std = ",".join(f"{s:g}" for s in prep.std)
-    return (f"{'greyscale' if prep.channels == 1 else 'RGB'}, resize {size}, x = pixel * {prep.scale:.6g}, "
-            f"(x - {mean}) / {std}, {prep.layout}")
+    preset = f"--preprocess {prep.preset}: " if prep.preset else ""
+    order = ", RGB -> BGR" if prep.channel_order == "BGR" else ""
+    return (f"{preset}{'greyscale' if prep.channels == 1 else 'RGB'}, resize {size}, x = pixel * {prep.scale:.6g}"
+            f"{order}, (x - {mean}) / {std}, {prep.layout}")
 
 
 def _sha256(path: str) -> str | None:

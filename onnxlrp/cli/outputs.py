@@ -11,14 +11,16 @@ from typing import Any
 
 import numpy as np
 
+from ..inputs import images
 from ..views import imaging
 from . import files as fileio
-from .args import COLORMAPS
+from .args import COLORMAPS, PREPROCESS_PRESETS
 from .inputs import Item
 from .warnlog import RunWarning
 
 # the parser lists the colour maps without importing numpy (onnxlrp.cli.args); they must be the ones drawn here
 assert tuple(imaging.colormap_names()) == COLORMAPS, "onnxlrp.cli.args.COLORMAPS is out of date"
+assert set(images.PRESETS) == set(PREPROCESS_PRESETS), "onnxlrp.cli.args.PREPROCESS_PRESETS is out of date"
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -58,6 +60,7 @@ def write_outputs(out_dir: Path, item: Item, i: int, picture: np.ndarray | None,
                    lrp_methods: set[str]) -> tuple[dict, str]:
     """Write one input's files for every method; return its summary entry and a line for the console."""
     first = next(iter(results.values()))
+    split_sign = bool(getattr(args, "split_sign", False))
     logits = np.asarray(first.output[i], dtype=np.float64).reshape(-1)
     probs = _softmax(logits)
     pred = int(np.argmax(logits))
@@ -97,23 +100,37 @@ def write_outputs(out_dir: Path, item: Item, i: int, picture: np.ndarray | None,
             over = imaging.zoom(imaging.overlay_rgb(picture, rmap, args.cmap), factor)
             overlay_png = imaging.png_bytes(over)
             fileio.write_bytes(out_dir / files["overlay"], overlay_png)
+        grid_map = rmap
         if pic_zoomed is not None and heat.shape != pic_zoomed.shape:  # keep grid tiles the same size
-            heat = imaging.zoom(imaging.heatmap_rgb(imaging.resize_map(rmap, picture.shape[:2]), args.cmap), factor)
+            grid_map = imaging.resize_map(rmap, picture.shape[:2])
+            heat = imaging.zoom(imaging.heatmap_rgb(grid_map, args.cmap), factor)
         tiles.append(heat)
         titles.append(name)
+        signs: dict[str, bytes] = {}
+        if split_sign:  # the RAP figures: positive and negative relevance apart, each on its own scale
+            parts = imaging.split_sign_rgb(rmap, args.cmap)
+            grid_parts = imaging.split_sign_rgb(grid_map, args.cmap) if grid_map is not rmap else parts
+            for part, rgb, grid_rgb in zip(("positive", "negative"), parts, grid_parts):
+                files[part] = f"{stem}.{part}.png"
+                signs[part] = imaging.png_bytes(imaging.zoom(rgb, imaging.zoom_factor(rmap.shape)))
+                fileio.write_bytes(out_dir / files[part], signs[part])
+                tiles.append(imaging.zoom(grid_rgb, factor if pic_zoomed is not None else imaging.zoom_factor(
+                    rmap.shape)))
+                titles.append(f"{name} {'+' if part == 'positive' else '-'}")
         explanations.append({
             "method": name, "target": tgt, "target_label": _label(labels, tgt), "logit": logit,
             "relevance_sum": rsum, "relevance_sum_over_logit": (rsum / logit) if logit not in (0.0,) and
             math.isfinite(logit) else None, "files": files})
         if report is not None:
             from ..views.report import MethodView
-            views.append(MethodView(name, tgt, _label(labels, tgt), logit, rsum, heat_png, overlay_png))
+            views.append(MethodView(name, tgt, _label(labels, tgt), logit, rsum, heat_png, overlay_png,
+                                    signs.get("positive"), signs.get("negative")))
     entry: dict[str, Any] = {
         "name": item.name, "source": str(item.source), "index_in_file": item.index,
         "predicted": {"class": pred, "label": _label(labels, pred), "logit": float(logits[pred]),
                       "probability": float(probs[pred])},
         "top_k": top, "explanations": explanations}
-    if len(results) > 1:
+    if len(results) > 1 or split_sign:
         entry["grid"] = f"{item.name}.grid.png"
         fileio.write_bytes(out_dir / entry["grid"], imaging.png_bytes(imaging.grid(tiles, titles)))
     if report is not None:

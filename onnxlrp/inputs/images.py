@@ -3,8 +3,15 @@
 
     pixels (uint8, H x W x C after decoding, greyscale or RGB conversion and a bilinear resize)
       -> x = pixels * scale                    # default scale = 1/255
+      -> channels reversed (RGB -> BGR)        # only with channel_order "BGR" (the caffe preset)
       -> x = (x - mean[c]) / std[c]            # default mean 0, std 1; one value, or one per channel
       -> layout NCHW or NHWC                   # default read from the model's input shape
+
+:data:`PRESETS` are Keras' ``imagenet_utils.preprocess_input`` modes (``--preprocess``):
+
+* ``caffe``: RGB -> BGR, then subtract the ImageNet mean ``[103.939, 116.779, 123.68]`` (B, G, R), no scaling;
+* ``tf`` and ``inception``: ``x = pixels / 127.5 - 1``, in [-1, 1];
+* ``torch``: ``x = (pixels / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]`` (R, G, B).
 
 Only numpy and Pillow are used, so the command line runs with the runtime dependencies alone.
 
@@ -32,6 +39,16 @@ from ..errors import ImageDecodeError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
+#: ``--preprocess`` presets (Keras' modes): scale, mean, std and channel order, as the module docstring gives them
+PRESETS: dict[str, dict] = {
+    "caffe": {"scale": 1.0, "mean": (103.939, 116.779, 123.68), "std": (1.0,), "channel_order": "BGR"},
+    "tf": {"scale": 1.0 / 127.5, "mean": (1.0,), "std": (1.0,), "channel_order": "RGB"},
+    "inception": {"scale": 1.0 / 127.5, "mean": (1.0,), "std": (1.0,), "channel_order": "RGB"},
+    "torch": {"scale": 1.0 / 255.0, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+              "channel_order": "RGB"},
+}
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How an image file becomes one model input sample (see the module docstring for the order of steps)."""
@@ -43,6 +60,8 @@ class Preprocessing:
     scale: float
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    channel_order: str = "RGB"   # "BGR": channels reversed after scaling (mean and std then in B, G, R order)
+    preset: str | None = None    # the --preprocess preset these values come from
 
     def to_dict(self) -> dict:
         """JSON-ready form for ``summary.json``."""
@@ -67,19 +86,32 @@ def image_layout_from_shape(shape: Sequence[int | None]) -> str | None:
 
 def resolve_preprocessing(input_shape: Sequence[int | None], *, size: Sequence[int] | None = None,
                           layout: str | None = None, grayscale: bool | None = None, scale: float | None = None,
-                          mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Preprocessing:
+                          mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                          preset: str | None = None) -> Preprocessing:
     """Fill unset preprocessing options from the model's input shape where it is static.
 
     ``layout`` defaults to what :func:`image_layout_from_shape` reads; ``size`` to the static H and W (``None``
     where dynamic: each image then keeps its own size); channels to the static C (``--grayscale`` forces 1);
-    ``scale`` to 1/255, ``mean`` to 0 and ``std`` to 1.
+    ``scale`` to 1/255, ``mean`` to 0 and ``std`` to 1. A ``preset`` (:data:`PRESETS`) sets scale, mean, std and
+    the channel order at once.
 
     Raises
     ------
     ValueError
         When the model input is not an image (rank 4), or mean/std have a length other than 1 or the channel
-        count, or std has a zero; the command line turns this into a usage error.
+        count, or std has a zero, or a preset is unknown, combined with ``scale``/``mean``/``std``, or needs 3
+        channels where there is 1; the command line turns this into a usage error.
     """
+    channel_order = "RGB"
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown --preprocess {preset!r}; presets are: {', '.join(PRESETS)}")
+        given = [name for name, value in (("--scale", scale), ("--mean", mean), ("--std", std)) if value is not None]
+        if given:
+            raise ValueError(f"--preprocess {preset} sets the scale, mean and std itself; drop {' and '.join(given)} "
+                             f"(or drop --preprocess and give all three)")
+        scale, mean, std = PRESETS[preset]["scale"], PRESETS[preset]["mean"], PRESETS[preset]["std"]
+        channel_order = PRESETS[preset]["channel_order"]
     shape = tuple(input_shape)
     guessed = image_layout_from_shape(shape)
     if len(shape) != 4:
@@ -101,6 +133,9 @@ def resolve_preprocessing(input_shape: Sequence[int | None], *, size: Sequence[i
     if c_dim is not None and channels != c_dim:
         raise ValueError(f"--grayscale gives 1 channel but the model input {format_shape(shape)} ({layout}) takes "
                          f"{c_dim}")
+    if preset is not None and channels != 3 and (channel_order == "BGR" or len(PRESETS[preset]["mean"]) == 3):
+        why = "--grayscale" if grayscale else f"the model input {format_shape(shape)} ({layout})"
+        raise ValueError(f"--preprocess {preset} is for RGB images (3 channels) but {why} gives 1 channel")
     if size is not None:
         height, width = int(size[0]), int(size[1])
         if height <= 0 or width <= 0:
@@ -120,7 +155,8 @@ def resolve_preprocessing(input_shape: Sequence[int | None], *, size: Sequence[i
     if any(v == 0 for v in std_t):
         raise ValueError("--std values must be non-zero")
     return Preprocessing(height=height, width=width, channels=channels, layout=layout,
-                         scale=float(1.0 / 255.0 if scale is None else scale), mean=mean_t, std=std_t)
+                         scale=float(1.0 / 255.0 if scale is None else scale), mean=mean_t, std=std_t,
+                         channel_order=channel_order, preset=preset)
 
 
 def _too_many_pixels(path, claim: str, limit: int) -> ImageDecodeError:
@@ -242,6 +278,8 @@ def preprocess(img: Image.Image, prep: Preprocessing) -> tuple[np.ndarray, np.nd
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     x = pixels.astype(np.float32) * np.float32(prep.scale)
+    if prep.channel_order == "BGR":
+        x = x[:, :, ::-1]
     x = (x - np.asarray(prep.mean, dtype=np.float32)) / np.asarray(prep.std, dtype=np.float32)
     if prep.layout == "NCHW":
         x = np.ascontiguousarray(x.transpose(2, 0, 1))

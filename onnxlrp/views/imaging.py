@@ -45,7 +45,7 @@ def colormap_names() -> list[str]:
     return list(COLORMAP_STOPS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stops(name: str) -> tuple[np.ndarray, np.ndarray]:
     if name not in COLORMAP_STOPS:
         raise ValueError(f"unknown colour map {name!r}; colour maps are: {', '.join(COLORMAP_STOPS)}")
@@ -125,6 +125,35 @@ def normalise_signed(rmap: np.ndarray) -> np.ndarray:
 def heatmap_rgb(rmap: np.ndarray, cmap: str = DEFAULT_CMAP) -> np.ndarray:
     """uint8 (H, W, 3) heatmap of a 2-D relevance map with signed symmetric normalisation."""
     return apply_colormap((normalise_signed(rmap) + 1.0) / 2.0, cmap)
+
+
+def split_sign(rmap: np.ndarray, shared_scale: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(p, n)`` in [0, 1]: ``p = max(R, 0) / max(R⁺)`` and ``n = max(−R, 0) / max(R⁻)``, each part on its own
+    scale (the RAP paper's figures), or both divided by the map's largest ``|R|`` with ``shared_scale``. A part
+    that is zero everywhere stays zero."""
+    r = np.nan_to_num(np.asarray(rmap, dtype=np.float64))
+    positive, negative = np.clip(r, 0.0, None), np.clip(-r, 0.0, None)
+    peak = float(np.abs(r).max()) if r.size else 0.0
+    parts = []
+    for part in (positive, negative):
+        top = peak if shared_scale else (float(part.max()) if part.size else 0.0)
+        parts.append(part / top if top > 0 else np.zeros_like(part))
+    return parts[0], parts[1]
+
+
+def split_sign_rgb(rmap: np.ndarray, cmap: str = DEFAULT_CMAP, shared_scale: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (H, W, 3) images of the positive and the negative relevance of a 2-D map (:func:`split_sign`).
+
+    With a signed colour map (:data:`SIGNED_COLORMAPS`) the positive part is drawn from the centre towards the
+    positive end, ``(1 + p) / 2`` (white to red for ``bwr``), the negative part towards the negative end,
+    ``(1 − n) / 2`` (white to blue); with any other map (``jet``, ``hot``, ``viridis``, ...) each part's magnitude
+    spans the whole map, ``p`` and ``n``, so both images read as "more colour = more relevance of that sign".
+    """
+    p, n = split_sign(rmap, shared_scale)
+    if cmap in SIGNED_COLORMAPS:
+        return apply_colormap((1.0 + p) / 2.0, cmap), apply_colormap((1.0 - n) / 2.0, cmap)
+    return apply_colormap(p, cmap), apply_colormap(n, cmap)
 
 
 def overlay_rgb(picture: np.ndarray, rmap: np.ndarray, cmap: str = DEFAULT_CMAP, gamma: float = 0.6) -> np.ndarray:

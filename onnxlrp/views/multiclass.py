@@ -18,11 +18,9 @@ from . import imaging
 
 def sign_tiles(rmap: np.ndarray, cmap: str = imaging.DEFAULT_CMAP) -> tuple[np.ndarray, np.ndarray]:
     """``(positive, negative)`` heatmaps of a 2-D map: ``max(R, 0)`` and ``min(R, 0)``, each drawn on the scale of
-    the whole map's largest ``|R|`` (so a weak negative part stays pale)."""
-    r = imaging.normalise_signed(rmap)
-    positive = imaging.apply_colormap((np.clip(r, 0, None) + 1.0) / 2.0, cmap)
-    negative = imaging.apply_colormap((np.clip(r, None, 0) + 1.0) / 2.0, cmap)
-    return positive, negative
+    the whole map's largest ``|R|`` (so a weak negative part stays pale): :func:`imaging.split_sign_rgb` with
+    ``shared_scale``."""
+    return imaging.split_sign_rgb(rmap, cmap, shared_scale=True)
 
 
 def class_grid(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], picture: np.ndarray | None = None, *,

@@ -5,7 +5,8 @@ footer, so a run over thousands of inputs never holds more than one batch of ima
 writes it through :func:`onnxlrp.fileio.atomic_write`, so an interrupted run leaves no partial ``report.html``.
 
 Each input card holds exactly ``1 + 2 * len(methods)`` ``<img>`` elements: the input as the model saw it, then a
-heatmap and an overlay per method. Colour scales are drawn with CSS, not images, so the count stays exact.
+heatmap and an overlay per method (``1 + 4 * len(methods)`` with ``--split-sign``: the positive-only and
+negative-only images too). Colour scales are drawn with CSS, not images, so the count stays exact.
 """
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ class MethodView:
     relevance_sum: float
     heatmap_png: bytes
     overlay_png: bytes | None
+    positive_png: bytes | None = None   # --split-sign: the positive and the negative part, each on its own scale
+    negative_png: bytes | None = None
 
 
 @dataclass
@@ -155,6 +158,10 @@ class HtmlReport:
             if view.overlay_png is not None:
                 overlay = (f"<figure><img src=\"{_b64(view.overlay_png)}\" width=\"{px}\" "
                            f"alt=\"{_e(view.method)} overlay\"><figcaption>overlay</figcaption></figure>")
+            for png, part in ((view.positive_png, "positive"), (view.negative_png, "negative")):
+                if png is not None:
+                    overlay += (f"<figure><img src=\"{_b64(png)}\" width=\"{px}\" alt=\"{_e(view.method)} {part} "
+                                f"relevance\"><figcaption>{part} only</figcaption></figure>")
             parts.append(
                 f"<div class=\"method\"><h3>{_e(view.method)}</h3><div class=\"pair\">"
                 f"<figure><img src=\"{_b64(view.heatmap_png)}\" width=\"{px}\" alt=\"{_e(view.method)} heatmap\">"

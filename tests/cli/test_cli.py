@@ -309,7 +309,8 @@ def test_rgb_images_for_an_nhwc_model_are_resized_and_laid_out_from_the_model_sh
     assert rc == 0, err
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["preprocessing"] == {"height": 8, "width": 8, "channels": 3, "layout": "NHWC",
-                                        "scale": pytest.approx(1 / 255), "mean": [0.0], "std": [1.0]}
+                                        "scale": pytest.approx(1 / 255), "mean": [0.0], "std": [1.0],
+                                        "channel_order": "RGB", "preset": None}
     assert np.load(tmp_path / "o" / "photo.lrp0.npy").shape == (8, 8, 3)
     assert Image.open(tmp_path / "o" / "photo.lrp0.overlay.png").size == (128, 128)
     rc, _, err = run(capsys, "explain", model, photo, "--layout", "NCHW", "-o", tmp_path / "p", "-q")
