@@ -152,25 +152,43 @@ def resolve_layer(session, layer) -> str | None:
     Accepted, in this order: a tensor on the relevance path; the name of a node on the path (its first output);
     the name of a node of the original model whose first output is on the path (e.g. a BatchNormalization folded
     into its Conv); a module path, i.e. a ``/``-separated scope of the node names (``layer4``, ``features.29``):
-    the first output of the last path node in that scope.
+    the first output of the last path node in that scope. When none matches exactly, a name written with ``_`` for
+    ``.`` (``features_29`` for ``features.29``, as the Grad-CAM++ code names PyTorch modules) designates the one
+    name above that reads the same with its dots replaced; several such names are refused as ambiguous.
     """
     if layer is None:
         return None
     if not isinstance(layer, str) or not layer:
         raise MethodError(f"layer must be a tensor or node name; got {layer!r}")
     tensors = _path_tensors(session)
-    if layer in tensors:
-        return layer
-    for n in session.path.nodes:
-        if n.name == layer and n.outputs[0]:
-            return n.outputs[0]
     original = {n.name: n for n in session.graph.nodes}
+
+    def exact(name: str) -> str | None:
+        if name in tensors:
+            return name
+        for n in session.path.nodes:
+            if n.name == name and n.outputs[0]:
+                return n.outputs[0]
+        found = original.get(name)
+        if found is not None and found.outputs and found.outputs[0] in tensors:
+            return found.outputs[0]
+        scoped = [n for n in session.path.nodes if n.outputs[0] and name in n.name.split("/")[:-1]]
+        return scoped[-1].outputs[0] if scoped else None
+
+    tensor = exact(layer)
+    if tensor is not None:
+        return tensor
+    if "_" in layer:  # features_29 -> features.29
+        names = {*tensors, *(n.name for n in session.path.nodes), *original,
+                 *(part for n in session.path.nodes for part in n.name.split("/")[:-1])}
+        dotted = sorted(name for name in names if "." in name and name.replace(".", "_") == layer
+                        and exact(name) is not None)
+        if len(dotted) == 1:
+            return exact(dotted[0])
+        if len(dotted) > 1:
+            raise MethodError(f"layer {layer!r} is ambiguous: with '_' read as '.' it matches "
+                              f"{', '.join(map(repr, dotted))}; give one of these names")
     node = original.get(layer)
-    if node is not None and node.outputs and node.outputs[0] in tensors:
-        return node.outputs[0]
-    scoped = [n for n in session.path.nodes if n.outputs[0] and layer in n.name.split("/")[:-1]]
-    if scoped:
-        return scoped[-1].outputs[0]
     hint = ""
     producer = session.graph.producer.get(layer) if node is None else node
     if producer is not None:
