@@ -40,7 +40,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if roles is not None and ex.lookup is not None:
         text = text_summary(ex, roles)
         info["inputs"] = [i for i in info["inputs"] if i[0] != ex.lookup.tensor]  # the cut's input: see "text"
-        usable, unusable = text_coverage(usable, unusable)
+        usable, unusable = text_coverage(ex.session, usable, unusable)
     if args.json:
         doc = {"model": str(args.model), "info": info, "explained_input": ex.input_name, "text": text,
                "explained_output": explained_output, "ops": ops,
@@ -93,11 +93,6 @@ def method_coverage(session) -> tuple[list[str], list[tuple[str, str]]]:
     return usable, unusable
 
 
-#: parameters of a method that bound the input to a value range (the box rule's pixel range), meaningless for token
-#: embeddings
-BOUNDED_INPUT_PARAMS = ("low", "high")
-
-
 def token_inputs(args: argparse.Namespace) -> dict[str, str] | None:
     """For a text model (integer inputs only, or ``--input-name`` naming an integer input): the role of each
     integer input (:func:`onnxlrp.text.token_roles`), and ``args.input_name`` set to the token ids when it was not
@@ -144,13 +139,20 @@ def text_summary(ex, roles: dict[str, str]) -> dict:
                                                                                              lookup.tensor)]}
 
 
-def text_coverage(usable: list[str], unusable: list[tuple[str, str]]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Methods for a text model: as :func:`method_coverage` less the ones whose parameters bound the input to a
-    pixel range (``low``/``high`` of the box rule): token embeddings have no such range."""
+def text_coverage(session, usable: list[str], unusable: list[tuple[str, str]]
+                  ) -> tuple[list[str], list[tuple[str, str]]]:
+    """Methods for a text model: as :func:`method_coverage`, less those that put the box rule (ZBox, which bounds
+    the input to a pixel range [low, high]) on a node reading the token embedding: embeddings have no such range."""
+    from ..errors import OnnxLrpError
     from ..methods import METHODS
     keep, dropped = [], []
     for name in usable:
-        if any(p in METHODS[name].params for p in BOUNDED_INPUT_PARAMS):
+        method = METHODS[name]
+        try:
+            rules = method.rules(session, method.params)
+        except (OnnxLrpError, AttributeError, TypeError):
+            rules = {}
+        if any(rule.describe().startswith("ZBox") for rule in rules.values()):
             dropped.append((name, "its first-layer box rule bounds the input to a pixel range (low, high); token "
                                   "embeddings have none"))
         else:
