@@ -442,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     met = sub.add_parser("methods", help="list every method with its parameters and defaults",
                          description="List every method with its parameters, defaults and a one-line description.")
     met.add_argument("--json", action="store_true", help="print JSON instead of text")
+    met.add_argument("--all-names", action="store_true", help="list every accepted iNNvestigate and signxai name "
+                     "with the onnxlrp method and parameters it runs (docs/method-names.md)")
     _add_common(met)
     met.set_defaults(func=_command("list_methods", "cmd_methods"))
     return parser

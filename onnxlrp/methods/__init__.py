@@ -10,6 +10,7 @@ module                  methods
 :mod:`.rap`             Relative Attributing Propagation
 :mod:`.sign`            SIGN / SIGN-mu and signxai's method-name grammars
 :mod:`.attnlrp`         AttnLRP and CP-LRP for transformers
+:mod:`.names`           iNNvestigate's and signxai's method names, verbatim (registered last)
 :mod:`.pattern`         PatternNet, PatternAttribution (patterns fitted by :mod:`onnxlrp.patterns`)
 ======================  ==================================================================================
 
@@ -23,11 +24,11 @@ from __future__ import annotations
 import sys
 import types
 
-from . import attnlrp, cam, clrp, gradients, lrp, pattern, rap, sign
+from . import attnlrp, cam, clrp, gradients, lrp, names, pattern, rap, sign
 from .base import Check, Method, MethodFamily, Result
 from .registry import METHODS, find_method, methods, register_family, register_method, resolve_method
 
-for _module in (lrp, gradients, cam, clrp, rap, sign, attnlrp, pattern):
+for _module in (lrp, gradients, cam, clrp, rap, sign, attnlrp, pattern, names):
     for _method in _module.METHODS:
         register_method(_method)
     for _family in getattr(_module, "FAMILIES", ()):
