@@ -186,6 +186,11 @@ class ZeroRelevanceWarning(OnnxLrpWarning):
     """A sample's relevance is zero everywhere (the explained output does not depend on the input there)."""
 
 
+class FoldedBatchNormWarning(OnnxLrpWarning):
+    """The exporter folded a BatchNormalization into a Conv/Gemm's weights, and the method (RAP) is not invariant to
+    that folding: its map differs from the one of the model with BatchNorm kept."""
+
+
 #: exit status of the command line when interrupted (Ctrl-C)
 INTERRUPTED_EXIT = 130
 

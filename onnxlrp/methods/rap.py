@@ -48,13 +48,17 @@ Decisions on the code's quirks (ALGORITHMS.md §4):
   exactly the code's BatchNorm step followed by its Conv step. When the *exporter* already folded BatchNorm (the
   legacy ``torch.onnx.export`` does in eval mode with ``do_constant_folding=True``) the original weights are gone;
   export with BatchNormalization kept (``training=TrainingMode.PRESERVE`` or ``do_constant_folding=False``) to match
-  the authors' code on networks with negative BatchNorm scales.
+  the authors' code on networks with negative BatchNorm scales. :func:`exporter_folded_batchnorms` finds such nodes
+  from what the exports leave behind, and :func:`run` warns (:class:`~onnxlrp.errors.FoldedBatchNormWarning`).
 """
 from __future__ import annotations
 
+import re
+import warnings
+
 import numpy as np
 
-from ..errors import MethodError
+from ..errors import FoldedBatchNormWarning, MethodError
 from ..lrp.assign import first_layers
 from ..lrp.rap import RapBatchNorm, RapConcat, RapFirst, RapHidden, RapInput, RapMaxPool, Unfolded
 from ..lrp.rules import Gradient, Norm, Pass, Rule
@@ -162,8 +166,55 @@ def assign(session, params) -> dict[str, Rule]:
     return rules
 
 
+#: a weight the legacy ``torch.onnx.export`` computed by constant folding (it names module parameters by their path)
+_FOLDED_WEIGHT = re.compile(r"onnx::(Conv|Gemm|MatMul)_\d+")
+
+
+#: the last component of a BatchNorm module's class (``torch.nn.modules.batchnorm.BatchNorm2d``) or its aten op
+_BATCHNORM_CLASS = re.compile(r"(Sync)?BatchNorm\w*|_native_batch_norm\w*|batch_norm\w*")
+
+
+def exporter_folded_batchnorms(session) -> list[tuple[str, str]]:
+    """``(node, evidence)`` for every Conv/Gemm/MatMul of the model whose weights carry a BatchNorm the exporter
+    folded. What the exports leave behind (PyTorch 2.x; nothing is left by exporters that fold silently):
+
+    * the dynamo exporter (``optimize=True``): the node's ``pkg.onnxscript.rewriter.rule_name`` metadata names a
+      ``FuseBatchNorm...`` rewrite, or its ``pkg.torch.onnx.class_hierarchy`` names a BatchNorm module class;
+    * the legacy exporter (``do_constant_folding=True``, eval mode): the weight is an initializer named
+      ``onnx::Conv_<n>`` (a tensor computed at export), not the module's parameter path (``features.0.weight``),
+      in a model produced by ``pytorch``.
+    """
+    proto = session.graph.model
+    initializers = {t.name for t in proto.graph.initializer}
+    from_pytorch = proto.producer_name == "pytorch"
+    found = []
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or node.domain not in ("", "ai.onnx"):
+            continue
+        meta = {p.key: p.value for p in node.metadata_props}
+        weight = node.input[1] if len(node.input) > 1 else ""
+        if "FuseBatchNorm" in meta.get("pkg.onnxscript.rewriter.rule_name", ""):
+            found.append((node.name, f"the exporter's rewrite {meta['pkg.onnxscript.rewriter.rule_name']}"))
+        elif any(_BATCHNORM_CLASS.fullmatch(item.rsplit(".", 1)[-1])
+                 for item in re.findall(r"'([^']*)'", meta.get("pkg.torch.onnx.class_hierarchy", ""))):
+            found.append((node.name, "its recorded module is a BatchNorm"))
+        elif from_pytorch and weight in initializers and _FOLDED_WEIGHT.fullmatch(weight):
+            found.append((node.name, f"its weight {weight!r} was computed by constant folding"))
+    return found
+
+
 def run(session, x, feeds, target, params, options):
-    """Forward, one-hot seed (value 1) at the target, RAP's rules (plus user overrides), propagate."""
+    """Forward, one-hot seed (value 1) at the target, RAP's rules (plus user overrides), propagate; warn first when
+    the exporter folded BatchNorms into the weights (:func:`exporter_folded_batchnorms`)."""
+    folded = exporter_folded_batchnorms(session)
+    if folded:
+        (name, evidence), more = folded[0], len(folded) - 1
+        warnings.warn(FoldedBatchNormWarning(
+            f"rap: the exporter folded a BatchNorm into {repr(name) if name else 'a node'} ({evidence})"
+            f"{f' and {more} more node' + ('s' if more > 1 else '') if more else ''}; RAP is not invariant to that "
+            "folding (maps differ by several percent with negative BatchNorm scales): to follow the authors' code, "
+            "export with the BatchNorm kept (torch.onnx.export with do_constant_folding=False, or dynamo=True with "
+            "optimize=False)"), stacklevel=2)
     return propagate_target(session, x, feeds, target, assign(session, params), options, mode="one_hot")
 
 
