@@ -77,6 +77,19 @@ def _floats(text: str) -> tuple[float, ...]:
     return values
 
 
+def _class_list(text: str) -> tuple[int, ...]:
+    """``3`` or ``3,5,7``: class indices."""
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid class list {text!r}; give e.g. 3 or 3,5,7") from None
+    if not values:
+        raise argparse.ArgumentTypeError("empty class list")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"class list {text!r} repeats a class")
+    return values
+
+
 def _bytes(text: str) -> int:
     """``2G``, ``512M``, ``1000000`` (binary suffixes: K = 1024)."""
     try:
@@ -306,9 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="method parameter, repeatable; 'method.key=value' limits it to one method. Values: int, "
                          "float, true/false, none, or a comma list")
-    ex.add_argument("--contrast", metavar="Q", type=int,
+    ex.add_argument("--contrast", metavar="Q[,Q,...]", type=_class_list,
                     help="contrastive methods (clrp1, clrp2, contrastive_grad_cam): explain the target rather than "
-                         "class Q")
+                         "class Q; several classes give one map per Q (METHOD_vs_Q) side by side in the grid (the "
+                         "P-vs-Q grid)")
     ex.add_argument("-o", "--out", default="onnxlrp-out", metavar="DIR", help="output folder (default onnxlrp-out)")
     ex.add_argument("--labels", metavar="FILE", help="text file with one class name per line")
     ex.add_argument("--report", action="store_true", help="also write report.html, a self-contained gallery")

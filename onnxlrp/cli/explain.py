@@ -39,21 +39,40 @@ from .progress import Progress
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    contrast = [] if args.contrast is None else [(None, "contrast", args.contrast)]  # to the methods that take it
+    # to the methods that take it (the first Q, which also checks that some method does; the others: _variants)
+    contrast = [] if args.contrast is None else [(None, "contrast", args.contrast[0])]
     # paths first (before the method registry loads onnx): regular files within their size limits
     limits.check_file(args.model, "model", ModelLoadError, "model file")
     if args.labels is not None:
         check_labels_path(args.labels)
     files = expand_inputs(args.inputs)
     _check_size(args.size)
-    methods = resolve_methods(args.method, args.sets, contrast)
+    methods, runs = _variants(resolve_methods(args.method, args.sets, contrast), args.contrast)
     # before the model loads: fail fast on an unusable folder
     out_dir, created = fileio.make_output_dir(args.out)
     try:
-        return _explain(args, methods, files, out_dir)
+        return _explain(args, methods, files, out_dir, runs)
     except BaseException:
         fileio.remove_created(created)  # do not leave empty folders behind a failed run
         raise
+
+
+def _variants(methods: list[ChosenMethod], contrasts: tuple[int, ...] | None
+              ) -> tuple[list[ChosenMethod], dict[str, str]]:
+    """With several ``--contrast`` classes, each contrastive method becomes one ``METHOD_vs_Q`` per class Q (run as
+    METHOD with ``contrast=Q``), so that the grid shows "why P rather than Q" for every Q side by side. Returns the
+    entries and, per entry, the method name to run."""
+    out, runs = [], {}
+    for m in methods:
+        if contrasts is None or len(contrasts) == 1 or "contrast" not in m.method.params:
+            out.append(m)
+            runs[m.name] = m.name
+            continue
+        for q in contrasts:
+            out.append(ChosenMethod(f"{m.name}_vs_{q}", m.method, {**m.params, "contrast": q},
+                                    {**m.full, "contrast": q}))
+            runs[out[-1].name] = m.name
+    return out, runs
 
 
 def _check_size(size) -> None:
@@ -69,7 +88,7 @@ def _check_size(size) -> None:
 
 
 def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[tuple[Path, str]],
-             out_dir: Path) -> int:
+             out_dir: Path, runs: dict[str, str]) -> int:
     t0 = time.monotonic()
     ex = open_explainer(args)
     input_shape = tuple(ex.input_shape)
@@ -129,7 +148,7 @@ def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[
                 if static_batch is not None and len(x) < static_batch:
                     x = np.concatenate([x, np.repeat(x[-1:], static_batch - len(x), axis=0)])
                 fixed = feeds_for(feeds, len(x))
-                results = {m.name: ex.explain(x, method=m.name, target=target, feeds=fixed, **m.params)
+                results = {m.name: ex.explain(x, method=runs[m.name], target=target, feeds=fixed, **m.params)
                            for m in methods}
                 for i, (item, (_, picture)) in enumerate(group):
                     entry, card_row = write_outputs(out_dir, item, i, picture, results, labels, args, layout,
