@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+import numpy as np
 import onnx
 
 from .engine.compiled import MIN_OPSET, CompiledSession
@@ -23,13 +24,18 @@ EXTERNAL_DATA_BYTES = 1_900_000_000
 
 def compile(model, method: str = "epsilon_plus_flat", *, input_name: str | None = None,
             output_name: str | None = None, explain_softmax: bool = False, rules: Mapping | None = None,
-            relevance_init: str = "logit", check: bool = True, **params) -> onnx.ModelProto:
+            relevance_init: str = "logit", check: bool = True, explained_outputs: bool = False,
+            **params) -> onnx.ModelProto:
     """``model`` (a path, bytes or ``ModelProto``) with ``method`` (and its ``params``) compiled into it.
 
-    Raises :class:`~onnxlrp.errors.CompileError` naming the node, rule or method step that has no ONNX form.
+    ``explained_outputs=True`` also returns ``explained_output`` (the explained logits) and ``explained_target``
+    (the class explained per sample, the prediction where ``target`` was negative). Raises
+    :class:`~onnxlrp.errors.CompileError` naming the node, rule or method step that has no ONNX form.
     """
     proto = upgraded(load_model(model))
     m, full = resolve_method(method, params)
+    if relevance_init not in ("logit", "one_hot"):
+        raise CompileError(f"relevance_init must be 'logit' or 'one_hot'; got {relevance_init!r}")
     session = CompiledSession(proto, input_name, output_name, explain_softmax=explain_softmax, check=check)
     if session.input_dtype != session.dtype:
         raise CompileError(f"input {session.input_name!r} is {session.input_dtype}; compiled explanations run in "
@@ -43,7 +49,8 @@ def compile(model, method: str = "epsilon_plus_flat", *, input_name: str | None 
         full["contrast"] = session.add_input("contrast", "int64", (x.shape[0],))
     options = {"rules": rules, "relevance_init": relevance_init, "keep": ()}
     result = run(session, x, {}, target, full, options)
-    compiled = session.finish(result.relevance)
+    extra = {"explained_output": result.output, "explained_target": result.targets} if explained_outputs else None
+    compiled = session.finish(result.relevance, extra)
     compiled.doc_string = (f"{proto.doc_string}\n" if proto.doc_string else "") + \
         f"onnxlrp: method {m.name} compiled in ({_describe(full)}); inputs + target -> outputs + relevance"
     try:
@@ -83,3 +90,93 @@ def _serialisable(proto: onnx.ModelProto) -> bool:
 
 def _describe(params: Mapping) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in sorted(params.items())) or "default parameters"
+
+
+class CompiledBackend:
+    """``Explainer(..., backend="onnx")``: each method and parameter set compiled once into the model and run by
+    onnxruntime (CUDA provider on ``device="cuda"``), sessions cached per method and parameters."""
+
+    def __init__(self, session, device: str = "cpu"):
+        self.session = session
+        self.device = device
+        self._cache: dict = {}
+
+    def providers(self) -> list[str]:
+        import onnxruntime as ort
+
+        if self.device == "cpu":
+            return ["CPUExecutionProvider"]
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            from .errors import BackendUnavailableError
+            raise BackendUnavailableError("backend='onnx' on device='cuda' needs onnxruntime's CUDA provider; install "
+                                          "onnxruntime-gpu (`pip install onnxlrp[gpu]`)")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    def compiled(self, method: str, params: Mapping, rules, relevance_init: str):
+        """``(model, onnxruntime session)`` for a method and its parameters (compiled on first use)."""
+        import onnxruntime as ort
+
+        key = (method, _frozen(params), _frozen(rules), relevance_init)
+        if key not in self._cache:
+            s = self.session
+            given = {k: v for k, v in params.items() if k != "contrast"}
+            model = compile(s.graph.model, method, input_name=s.input_name, output_name=s.output_name,
+                            explain_softmax=s.output_name == s.model_output_name, rules=rules,
+                            relevance_init=relevance_init, check=False, explained_outputs=True, **given)
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            self._cache[key] = (model, ort.InferenceSession(model.SerializeToString(), options,
+                                                            providers=self.providers()))
+        return self._cache[key]
+
+    def run(self, method, params: Mapping, rules, relevance_init, x, feeds: Mapping, target):
+        """``(relevance, explained output, targets)`` as host arrays."""
+        from .engine import seeds
+        from .methods.gradients import smoothgrad_noise
+
+        s = self.session
+        _, ort_session = self.compiled(method, params, rules, relevance_init)
+        n = x.shape[0]
+        units = _units(s.output_shape)
+        if target is None:
+            targets = np.full(n, -1, dtype=np.int64)
+        elif units is not None:
+            targets = s.targets(np.zeros((n, units), dtype=np.float32), target)
+        else:
+            targets = np.asarray(target, dtype=np.int64).reshape(-1) * np.ones(n, dtype=np.int64)
+        inputs = {s.input_name: np.asarray(x, dtype=s.input_dtype), **feeds, "target": targets}
+        wanted = {i.name for i in ort_session.get_inputs()}
+        if "contrast" in wanted:
+            if params.get("contrast") is None:
+                from .errors import MethodError
+                raise MethodError(f"{method} needs the contrast class: contrast=Q (one class index, or one per sample)")
+            classes = units if units is not None else 2**62
+            inputs["contrast"] = seeds.class_indices(params["contrast"], n, classes, s.output_name, "contrast")
+        if "noise" in wanted:
+            inputs["noise"] = smoothgrad_noise(np.asarray(x), float(params["noise_level"]), int(params["samples"]),
+                                               params["random_state"]).astype(s.input_dtype)
+        relevance, output, explained = ort_session.run(["relevance", "explained_output", "explained_target"],
+                                                       {k: v for k, v in inputs.items() if k in wanted})
+        if target is not None and units is None:  # the class count is known only now
+            s.targets(output, target)
+        return relevance, output, explained
+
+
+def _units(shape) -> int | None:
+    rest = tuple(shape or ())[1:]
+    return int(np.prod(rest)) if rest and all(isinstance(d, int) and d > 0 for d in rest) else None
+
+
+def _frozen(value):
+    """A hashable stand-in for parameters (arrays by dtype, shape and bytes)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        return repr(value)

@@ -17,6 +17,9 @@ from .engine.session import Session, choose_name
 from .errors import InputDtypeError, InputShapeError, MethodError, NonFiniteError, ZeroRelevanceWarning
 from .methods import resolve_method
 
+#: how an Explainer computes: the numpy kernels (reference, default) or the method compiled into an ONNX graph
+BACKENDS = ("numpy", "onnx")
+
 
 @dataclass
 class Explanation:
@@ -51,7 +54,12 @@ class Explainer:
 
     def __init__(self, model, input_name: str | None = None, output_name: str | None = None, device: str = "cpu",
                  dtype: str = "float32", explain_softmax: bool = False, check: bool = True,
-                 memory_budget: int | None = None, lookup: str | None = None):
+                 memory_budget: int | None = None, lookup: str | None = None, backend: str = "numpy"):
+        if backend not in BACKENDS:
+            raise MethodError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {_short(backend)}")
+        if backend == "onnx" and dtype != "float32":
+            raise MethodError("backend='onnx' runs the compiled graph in float32; use dtype='float32' (or the numpy "
+                              "backend for float64)")
         options = {"device": device, "dtype": dtype, "explain_softmax": explain_softmax, "check": check,
                    "memory_budget": memory_budget}
         graph = Graph(model, check=check)
@@ -67,6 +75,13 @@ class Explainer:
             self.session = Session(self.lookup.cut, self.lookup.tensor, output_name, **options)
         else:
             self.session = Session(graph, chosen, output_name, **options)
+        #: ``"numpy"`` (the reference: the kernels in numpy/CuPy) or ``"onnx"`` (each method compiled into the model
+        #: and run by onnxruntime; :mod:`onnxlrp.compiler`)
+        self.backend = backend
+        self._compiled = None
+        if backend == "onnx":
+            from .compiler import CompiledBackend
+            self._compiled = CompiledBackend(self.session, device)
 
     # ------------------------------------------------------------------------------------------ description
     input_name = property(lambda self: self.lookup.ids_input if self.lookup else self.session.input_name)
@@ -131,7 +146,13 @@ class Explainer:
         x = session.validate_input(x)
         feeds = session.validate_feeds(feeds)
         options = {"rules": rules, "relevance_init": relevance_init, "keep": keep}
-        relevance, output, targets, kept = m.run(session, x, feeds, target, full, options)
+        if self._compiled is not None:
+            if keep:
+                raise MethodError("keep= needs backend='numpy' (a compiled graph returns the input's relevance only)")
+            relevance, output, targets = self._compiled.run(m.name, full, rules, relevance_init, x, feeds, target)
+            kept = {}
+        else:
+            relevance, output, targets, kept = m.run(session, x, feeds, target, full, options)
         relevance = session.host(relevance)
         if ids is not None:
             kept = {**kept, "lookup_relevance": relevance}

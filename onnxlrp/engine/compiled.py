@@ -88,8 +88,8 @@ class Builder:
 
     def add_output(self, sym: Sym, name: str, shape) -> None:
         value = sym.value
-        if value.name in self.values and value.producer() is None or value in self.graph.outputs or \
-                value.is_graph_input():
+        if value.name in self.values or value.is_graph_output() or value.is_graph_input() or \
+                value.producer() is None:  # a tensor of the model keeps its name: the output is a copy
             value = self.node("Identity", [value], {}, 1)[0]
         value.name = name
         value.dtype = self.ir.DataType.from_numpy(sym.dtype)
