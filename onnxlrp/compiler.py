@@ -60,12 +60,16 @@ def compile(model, method: str = "epsilon_plus_flat", *, input_name: str | None 
     return compiled
 
 
-def save(compiled: onnx.ModelProto, path: str | os.PathLike) -> None:
-    """Write a compiled model; one over 2 GB keeps its weights in ``<name>.data`` beside it."""
+def save(compiled: onnx.ModelProto, path: str | os.PathLike, data_name: str | None = None) -> None:
+    """Write a compiled model; one over 2 GB keeps its weights in ``data_name`` (default ``<name>.data``) beside
+    it."""
     path = os.fspath(path)
-    large = compiled.ByteSize() >= EXTERNAL_DATA_BYTES if _serialisable(compiled) else True
-    onnx.save_model(compiled, path, save_as_external_data=large, all_tensors_to_external_data=large,
-                    location=os.path.basename(path) + ".data" if large else None)
+    large = not _serialisable(compiled) or compiled.ByteSize() >= EXTERNAL_DATA_BYTES
+    if large:
+        onnx.save_model(compiled, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data_name or os.path.basename(path) + ".data")
+    else:
+        onnx.save_model(compiled, path)
 
 
 def upgraded(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -258,6 +258,9 @@ def _add_run_options(run, budget: str, quiet: str) -> None:
                           f"half the available memory); {budget}")
     run.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     run.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    run.add_argument("--backend", choices=["numpy", "onnx"], default="numpy",
+                     help="numpy: the reference kernels (default); onnx: each method compiled into the model and run "
+                          "by onnxruntime (float32; see `onnxlrp compile`)")
     run.add_argument("-q", "--quiet", action="store_true", help=quiet)
 
 
@@ -450,8 +453,27 @@ def build_parser() -> argparse.ArgumentParser:
     from .patterns import add_parser as add_patterns_parser  # argparse only: no numpy at --help
     add_patterns_parser(sub, _command, _add_preprocessing, _add_run_options, _add_model_selection, _add_common)
 
-    from .patterns import add_parser as add_patterns_parser  # argparse only: no numpy at --help
-    add_patterns_parser(sub, _command, _add_preprocessing, _add_run_options, _add_model_selection, _add_common)
+    com = sub.add_parser(
+        "compile", help="write a method into the model as ONNX: inputs + target -> outputs + relevance",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compile a method's backward pass into the model as standard ONNX nodes. The result takes the\n"
+                    "model's inputs plus `target` (int64, one class per sample; -1 explains the prediction; plus\n"
+                    "`contrast` for contrastive methods, `noise` for smoothgrad) and returns the model's outputs\n"
+                    "plus `relevance`, shaped like the explained input. It runs on any ONNX runtime without onnxlrp.",
+        epilog="Example:\n  onnxlrp compile model.onnx --method epsilon_plus -o model.epsilon_plus.onnx\n"
+               "  python -c \"import onnxruntime as ort, numpy as np; s = ort.InferenceSession('model.epsilon_plus."
+               "onnx');\n    print(s.run(['relevance'], {'input': x, 'target': np.array([-1])})[0])\"")
+    com.add_argument("model", help="path to the .onnx model")
+    com.add_argument("-m", "--method", default="epsilon_plus_flat", help="method to compile (default "
+                     "epsilon_plus_flat; `onnxlrp methods` lists them)")
+    com.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                     help="method parameter, e.g. --set epsilon=0.25 (repeatable)")
+    com.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="where to write the compiled model")
+    com.add_argument("--explain-softmax", action="store_true",
+                     help="explain a final Softmax's output instead of the logits before it")
+    _add_model_selection(com)
+    _add_common(com)
+    com.set_defaults(func=_command("compile", "cmd_compile"))
 
     met = sub.add_parser("methods", help="list every method with its parameters and defaults",
                          description="List every method with its parameters, defaults and a one-line description.")

@@ -51,6 +51,8 @@ def open_explainer(args: argparse.Namespace):
         kwargs["dtype"] = args.dtype
     if getattr(args, "memory_budget", None):
         kwargs["memory_budget"] = args.memory_budget
+    if getattr(args, "backend", None):
+        kwargs["backend"] = args.backend
     try:
         return Explainer(args.model, **kwargs)
     except NameSelectionError as exc:  # the engine speaks API (input_name=); say the CLI option instead

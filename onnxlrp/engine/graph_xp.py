@@ -244,6 +244,8 @@ class GraphXP(ShapeOps):
 
     def reduce(self, op: str, a, axis=None, keepdims=False) -> Sym:
         a = self._operand(a)
+        if a.dtype == np.bool_:  # numpy counts booleans (sum: int64, mean: float)
+            a = self.astype(a, self.dtype if op == "ReduceMean" else np.int64)
         axes = list(range(a.ndim)) if axis is None else [int(x) % a.ndim for x in
                                                          ([axis] if isinstance(axis, (int, np.integer)) else axis)]
         if a.const is not None:

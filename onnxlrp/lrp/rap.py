@@ -161,8 +161,8 @@ class RapHidden(LinearRule):
         axes = tuple(range(1, x.ndim)) if self.variant == "conv" else (-1,)
         out = None
         for u in (xp.maximum(x, 0), -xp.minimum(x, 0)):  # branch x⁺, branch |x⁻|
-            if not bool(xp.any(u)):
-                continue  # C = 0 and the shift of 0 is 0
+            if not getattr(xp, "symbolic", False) and not bool(xp.any(u)):
+                continue  # C = 0 and the shift of 0 is 0 (a shortcut; compiled, the branch is computed)
             c = shift(xp, branch_contributions(xp, op, r, u, self.variant), r, axes)
             out = c if out is None else out + c
         return [xp.zeros_like(x) if out is None else out]
