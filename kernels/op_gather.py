@@ -62,6 +62,25 @@ class GatherKernel(Kernel):
         _scatter_add(xp, moved_out, xp.asarray(idx.reshape(-1)), xp.moveaxis(g, axis, 0))
         return scatter_ports(len(call.inputs), (0,), [out])
 
+    def emit_vjp(self, call, grads):
+        """The VJP as ONNX: the gathered axis moved first, ``ScatterND(zeros, idx[..., None], g, reduction="add")``
+        (``g`` with the index axes moved first; a row read twice receives both), then moved back. Negative indices
+        wrap (``idx + size`` where ``idx < 0``; the size read with ``Shape`` when only known at run time)."""
+        xp, x, g = call.xp, call.inputs[0], grads[0]
+        axis = int(call.attrs["axis"]) % x.ndim
+        idx = xp.astype(call.inputs[1], np.int64)
+        size = x.shape[axis]
+        size = xp.ints([size]) if isinstance(size, int) else xp.take(xp.shape_of(x), xp.ints([axis]))
+        idx = xp.where(idx < 0, idx + xp.reshape(size, ()), idx)
+        k = idx.ndim
+        first = [axis] + [i for i in range(x.ndim) if i != axis]
+        zeros = xp.node("Expand", [xp.const(np.zeros((), dtype=g.dtype)), xp.take(xp.shape_of(x), xp.ints(first))],
+                        dtype=g.dtype, shape=tuple(x.shape[i] for i in first))
+        g_first = xp.transpose(g, list(range(axis, axis + k)) + list(range(axis)) + list(range(axis + k, g.ndim)))
+        dx = xp.node("ScatterND", [zeros, xp.expand_dims(idx, -1), g_first], {"reduction": "add"},
+                     shape=zeros.shape)
+        return scatter_ports(len(call.inputs), (0,), [xp.transpose(dx, np.argsort(first).tolist())])
+
 
 @register_kernel("Expand", since=8)
 class ExpandKernel(Kernel):

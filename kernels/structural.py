@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 
-from onnxlrp.engine.kernel import Kernel, UnsupportedOpError, scatter_ports
+from onnxlrp.engine.kernel import CompileError, Kernel, UnsupportedOpError, scatter_ports
 from onnxlrp.engine.registry import register_kernel
 
-from ._axes import gather_axis, scatter_axis
+from ._axes import emit_scatter_axis, emit_slice_positions, gather_axis, scatter_axis
 
 
 def _ints(value) -> list[int]:
@@ -152,6 +152,22 @@ class ConcatKernel(Kernel):
             start += size
         return tuple(out)
 
+    def emit_vjp(self, call, grads):
+        """The VJP as ONNX: each varying input's ``Slice`` of ``g`` along ``axis``, its offset the sum of the sizes
+        before it (sizes only known at run time read with ``Shape``)."""
+        xp, g = call.xp, grads[0]
+        axis = int(call.attrs["axis"]) % g.ndim
+        sizes = [x.shape[axis] for x in call.inputs]
+        if all(isinstance(size, int) for size in sizes):
+            return self.vjp(call, grads)
+        out, start = [], xp.ints([0])
+        for x, size, varying in zip(call.inputs, sizes, call.varying):
+            size = xp.ints([size]) if isinstance(size, int) else xp.take(xp.shape_of(x), xp.ints([axis]))
+            end = start + size
+            out.append(xp.node("Slice", [g, start, end, xp.ints([axis])], shape=tuple(x.shape)) if varying else None)
+            start = end
+        return tuple(out)
+
 
 @register_kernel("Split", since=1)
 class SplitKernel(Kernel):
@@ -190,6 +206,14 @@ class SplitKernel(Kernel):
             pieces.append(g)
         return scatter_ports(len(call.inputs), (0,), [xp.concatenate(pieces, axis=axis)])
 
+    def emit_vjp(self, call, grads):
+        """The VJP as ONNX: ``Concat`` of the parts' ``g`` (zeros shaped like a part that received none)."""
+        xp, x = call.xp, call.inputs[0]
+        if any(g is None for g in grads):
+            outs = call.outputs if all(o is not None for o in call.outputs) else self.emit_forward(call)
+            grads = [xp.zeros_like(o, dtype=x.dtype) if g is None else g for g, o in zip(grads, outs)]
+        return scatter_ports(len(call.inputs), (0,), [xp.concatenate(list(grads), axis=self._axis(call, x))])
+
 
 @register_kernel("Slice", since=1)
 class SliceKernel(Kernel):
@@ -219,6 +243,30 @@ class SliceKernel(Kernel):
         dx = call.xp.zeros(x.shape, dtype=grads[0].dtype)
         dx[self._index(call)] = grads[0]
         return scatter_ports(len(call.inputs), (0,), [dx])
+
+    def emit_vjp(self, call, grads):
+        """The VJP as ONNX: per sliced axis, the positions read (``Slice`` of ``Range``, folded when constant) and
+        ``g`` placed back there (``Pad`` for a constant contiguous range, else ``ScatterElements``)."""
+        xp, x, g = call.xp, call.inputs[0], grads[0]
+        if call.node.since < 10:
+            starts, ends = call.attrs["starts"], call.attrs["ends"]
+            axes = call.attrs.get("axes") or list(range(len(starts)))
+            operands = [xp.ints(starts), xp.ints(ends), xp.ints(axes), xp.ints([1] * len(starts))]
+        else:
+            operands = [xp.astype(v, xp.int64) if v is not None else None for v in list(call.inputs[1:5]) +
+                        [None] * (5 - len(call.inputs))]
+        starts, ends, axes, steps = operands
+        count = starts.shape[0]
+        if axes is None:
+            axes = xp.ints(range(count))
+        if axes.const is None:
+            raise CompileError(f"Slice node {call.node.name!r} slices axes only known at run time")
+        steps = xp.ints([1] * count) if steps is None else steps
+        for k, axis in enumerate(axes.const.reshape(-1).tolist()):
+            part = [xp.getitem(v, slice(k, k + 1)) for v in (starts, ends, steps)]
+            positions = emit_slice_positions(xp, x, int(axis) % x.ndim, *part)
+            g = emit_scatter_axis(xp, g, x, int(axis) % x.ndim, positions)
+        return scatter_ports(len(call.inputs), (0,), [g])
 
 
 @register_kernel("Pad", since=1)

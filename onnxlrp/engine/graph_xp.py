@@ -309,3 +309,17 @@ class GraphXP(ShapeOps):
             raise CompileError("a matrix product with a vector operand")
         batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
         return self.node("MatMul", [a, self.astype(b, a.dtype)], shape=batch + (a.shape[-2], b.shape[-1]))
+
+    def isinf(self, a) -> Sym:
+        """``IsInf(a)`` (either sign)."""
+        a = self._operand(a)
+        if a.const is not None:
+            return self.const(np.isinf(a.const))
+        return self.node("IsInf", [a], dtype=np.bool_, shape=a._shape)
+
+    def split(self, a, bounds, axis=0) -> list:
+        """``numpy.split(a, bounds, axis)`` with static ``bounds`` (``Slice`` per part; a constant folds)."""
+        a = self._operand(a)
+        axis = axis % a.ndim
+        edges = [0] + [int(b) for b in bounds] + [None]
+        return [self.getitem(a, (slice(None),) * axis + (slice(lo, hi),)) for lo, hi in zip(edges[:-1], edges[1:])]

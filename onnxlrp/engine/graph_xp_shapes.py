@@ -146,3 +146,37 @@ class ShapeOps:
         if unsqueeze:
             out = self.expand_dims(out, unsqueeze)
         return out
+
+    def unbroadcast(self, g, shape) -> Sym:
+        """``g`` summed over the axes broadcasting added or stretched to reach ``g.shape`` from ``shape`` (the kernel
+        protocol's ``unbroadcast``). An axis whose size in ``shape`` is only known at run time (and not provably
+        ``g``'s) is summed when it is 1 there: ``ReduceSum`` with axes computed from ``Shape`` (``Compress`` of the
+        candidate axes where the size is 1; no axis, no sum). The result is reshaped to ``shape``."""
+        g = self._operand(g)
+        origin = getattr(shape, "origin", None)
+        dims = tuple(shape)
+        if g._shape is not None and tuple(g.shape) == dims:
+            return g
+        extra = g.ndim - len(dims)
+        if extra > 0:
+            g = self.reduce("ReduceSum", g, tuple(range(extra)))
+        stretched, maybe = [], []
+        for i, (gs, s) in enumerate(zip(g.shape, dims)):
+            if gs == s or (isinstance(s, SymDim) and gs == 1):
+                continue
+            if isinstance(s, SymDim):
+                maybe.append(i)
+            elif s == 1:
+                stretched.append(i)
+        if stretched:
+            g = self.reduce("ReduceSum", g, stretched, keepdims=True)
+        if maybe:
+            if origin is None:
+                raise CompileError(f"a sum of a gradient of shape {tuple(g.shape)} back to {dims}, whose run-time "
+                                   "sizes are not known")
+            sizes = self.take(self.shape_of(origin), self.ints(maybe))
+            axes = self.node("Compress", [self.ints(maybe), self.binary("Equal", sizes, self.ints([1] * len(maybe)))],
+                             {"axis": 0}, dtype=np.int64, shape=(SymDim(),))
+            g = self.node("ReduceSum", [g, axes], {"keepdims": 1, "noop_with_empty_axes": 1},
+                          shape=tuple(1 if i in maybe else d for i, d in enumerate(g.shape)))
+        return self.reshape(g, shape if origin is not None else dims)

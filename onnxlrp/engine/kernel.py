@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UnsupportedOpError  # noqa: F401  (protocol: a kernel raises it for a use it cannot handle)
+# protocol: a kernel raises UnsupportedOpError for a use it cannot handle, an emitter CompileError for one ONNX
+# cannot express
+from ..errors import CompileError, UnsupportedOpError  # noqa: F401
 from .graph import Node
 
 Array = Any  # numpy.ndarray or cupy.ndarray
@@ -152,10 +154,14 @@ class LinearKernel(Kernel):
 
     def emit_vjp(self, call: Call, grads: tuple) -> tuple:
         op = self.emit_linear_op(call)
+        if op is None:  # a use that is not linear (a product of two activations): the kernel's own array code
+            return self.vjp(call, grads)
         return scatter_ports(len(call.inputs), op.ports, op.vjp(grads[0], op.params))
 
     def emit_forward(self, call: Call) -> tuple:
         op = self.emit_linear_op(call)
+        if op is None:
+            return self.forward(call)
         return (op.forward(op.inputs, op.params),)
 
 
@@ -189,6 +195,8 @@ def scatter_ports(n_inputs: int, ports: Sequence[int], values: Sequence) -> tupl
 
 def unbroadcast(xp: ModuleType, g, shape: tuple) -> Array:
     """Sum ``g`` over the axes that numpy broadcasting added or stretched to reach ``g.shape`` from ``shape``."""
+    if getattr(xp, "symbolic", False):  # the compiled backend: sizes known at run time only are tested there
+        return xp.unbroadcast(g, shape)
     shape = tuple(shape)
     if g.shape == shape:
         return g
