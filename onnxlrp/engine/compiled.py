@@ -22,6 +22,7 @@ import onnx
 from ..errors import CompileError, MissingDependencyError, OnnxLrpError
 from .graph_xp import GraphXP
 from .kernel import GRADIENT, Call
+from .rank_probe import fill_unknown_ranks
 from .registry import resolve
 from .session import Session
 from .symbolic import Sym, SymDim, static
@@ -131,6 +132,7 @@ class CompiledSession(Session):
             proto = onnx.shape_inference.infer_shapes(proto)
         except Exception:  # shapes stay unknown where inference fails; emitters then refuse what needs them
             pass
+        proto = fill_unknown_ranks(proto)
         self.builder = Builder(proto)
         self.xp = GraphXP(self.builder, self.dtype, _opset(proto))
         self._model_nodes = list(self.builder.graph)
