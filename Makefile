@@ -11,16 +11,23 @@ $(VENV)/.runtime: pyproject.toml
 	$(PY) -m pip install -q -e .
 	touch $@
 
+$(VENV)/.compile: pyproject.toml $(VENV)/.runtime
+	$(PY) -m pip install -q -e '.[compile]'
+	touch $@
+
 $(VENV)/.test: pyproject.toml $(VENV)/.runtime
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps signxai2==0.5.0 lxt==2.1 quantus==0.6.0
 	touch $@
 
-# The shipped digits CNN on its ten sample images, three methods; needs only the runtime dependencies.
-demo: $(VENV)/.runtime
+# The shipped digits CNN on its ten sample images, three methods; then epsilon_plus compiled into the model
+# (demo-out/digits_cnn.epsilon_plus.onnx, runnable with onnxruntime alone; needs the `compile` extra, onnx-ir).
+demo: $(VENV)/.compile
 	$(PY) -m onnxlrp explain models/digits/digits_cnn.onnx models/digits/samples \
 	    --labels models/digits/labels.txt --method epsilon_plus,epsilon_gamma_box,input_x_gradient \
 	    --report --out demo-out
+	$(PY) -m onnxlrp compile models/digits/digits_cnn.onnx --method epsilon_plus \
+	    -o demo-out/digits_cnn.epsilon_plus.onnx
 
 test: $(VENV)/.test browser
 	$(PY) -m ruff check .

@@ -18,6 +18,11 @@ from .engine.graph import load_model
 from .errors import CompileError
 from .methods import resolve_method
 
+#: methods that cannot run without a contrast class: compiled, they always take the `contrast` input
+CONTRAST_REQUIRED = ("contrastive_grad_cam",)
+#: parameters the compiled graph does not depend on (fed at run time, or about batching in Python)
+RUNTIME_PARAMS = ("contrast", "noise_level", "random_state", "internal_batch_size")
+
 #: compiled graphs over this size are written with their weights in a separate file
 EXTERNAL_DATA_BYTES = 1_900_000_000
 
@@ -33,6 +38,7 @@ def compile(model, method: str = "epsilon_plus_flat", *, input_name: str | None 
     :class:`~onnxlrp.errors.CompileError` naming the node, rule or method step that has no ONNX form.
     """
     proto = upgraded(load_model(model))
+    contrast = params.pop("contrast", None)
     m, full = resolve_method(method, params)
     if relevance_init not in ("logit", "one_hot"):
         raise CompileError(f"relevance_init must be 'logit' or 'one_hot'; got {relevance_init!r}")
@@ -42,11 +48,14 @@ def compile(model, method: str = "epsilon_plus_flat", *, input_name: str | None 
                            "float32 (convert the model to float32 first)")
     run = m.compiled if m.compiled is not None else m.run
     x, target = session.begin()
-    if "contrast" in full:  # a contrastive method takes its contrast class per sample as an input
-        if full["contrast"] is not None:
-            raise CompileError("the compiled model takes the contrast class as an input (`contrast`, one per "
-                               "sample); compile without contrast=")
-        full["contrast"] = session.add_input("contrast", "int64", (x.shape[0],))
+    if "contrast" in full:  # the contrast class, one per sample, is an input of the compiled model
+        if contrast is not None and not (isinstance(contrast, str) and contrast == "input"):
+            raise CompileError("the compiled model takes the contrast class as an input: compile with "
+                               "contrast='input' (--set contrast=input) and feed `contrast`, one class per sample")
+        if contrast is not None or m.name in CONTRAST_REQUIRED:
+            full["contrast"] = session.add_input("contrast", "int64", (x.shape[0],))
+    elif contrast is not None:
+        raise CompileError(f"method {m.name!r} takes no contrast")
     options = {"rules": rules, "relevance_init": relevance_init, "keep": ()}
     result = run(session, x, {}, target, full, options)
     extra = {"explained_output": result.output, "explained_target": result.targets} if explained_outputs else None
@@ -120,10 +129,14 @@ class CompiledBackend:
         """``(model, onnxruntime session)`` for a method and its parameters (compiled on first use)."""
         import onnxruntime as ort
 
-        key = (method, _frozen(params), _frozen(rules), relevance_init)
+        contrast = params.get("contrast") is not None
+        key = (method, _frozen({k: v for k, v in params.items() if k not in RUNTIME_PARAMS}), contrast,
+               _frozen(rules), relevance_init)
         if key not in self._cache:
             s = self.session
             given = {k: v for k, v in params.items() if k != "contrast"}
+            if contrast:
+                given["contrast"] = "input"
             model = compile(s.graph.model, method, input_name=s.input_name, output_name=s.output_name,
                             explain_softmax=s.output_name == s.model_output_name, rules=rules,
                             relevance_init=relevance_init, check=False, explained_outputs=True, **given)

@@ -273,6 +273,12 @@ class Sym:
         return self.xp.node("ArgMax", [self], {"axis": axis, "keepdims": 0}, dtype=np.int64,
                             shape=tuple(d for i, d in enumerate(self.shape) if i != axis))
 
+    def tolist(self):
+        """A constant's values (axes, shapes); a value only known at run time is refused."""
+        if self.const is None:
+            raise CompileError("a Python list read from a value only known at run time")
+        return self.const.tolist()
+
     def any(self, *args, **kwargs):
         raise CompileError("a test of array values (any/all) at compile time")
 
