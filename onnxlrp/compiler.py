@@ -142,9 +142,21 @@ class CompiledBackend:
                             relevance_init=relevance_init, check=False, explained_outputs=True, **given)
             options = ort.SessionOptions()
             options.log_severity_level = 3
-            self._cache[key] = (model, ort.InferenceSession(model.SerializeToString(), options,
+            self._cache[key] = (model, ort.InferenceSession(self._loadable(model), options,
                                                             providers=self.providers()))
         return self._cache[key]
+
+    def _loadable(self, model: onnx.ModelProto):
+        """Bytes onnxruntime loads, or for a model over 2 GB a file with external data in a folder kept as long
+        as this backend."""
+        if _serialisable(model) and model.ByteSize() < EXTERNAL_DATA_BYTES:
+            return model.SerializeToString()
+        import tempfile
+        if not hasattr(self, "_folder"):
+            self._folder = tempfile.TemporaryDirectory(prefix="onnxlrp-compiled-")
+        path = os.path.join(self._folder.name, f"compiled{len(self._cache)}.onnx")
+        save(model, path)
+        return path
 
     def run(self, method, params: Mapping, rules, relevance_init, x, feeds: Mapping, target):
         """``(relevance, explained output, targets)`` as host arrays."""

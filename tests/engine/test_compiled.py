@@ -207,3 +207,20 @@ def test_what_cannot_be_compiled_is_refused_with_the_node_named():
         compile(DIGITS, "clrp1", contrast=3)
     with pytest.raises(CompileError, match="takes no contrast"):
         compile(DIGITS, "epsilon", contrast="input")
+
+
+def test_large_models_are_written_and_run_with_external_data(tmp_path, monkeypatch):
+    """Over the 2 GB protobuf limit the compiled model keeps its weights in a data file beside it (the limit is
+    lowered here so that the digits CNN counts as large)."""
+    import onnxlrp.compiler as compiler
+    monkeypatch.setattr(compiler, "EXTERNAL_DATA_BYTES", 10_000)
+    path = tmp_path / "big.onnx"
+    save(compile(DIGITS, "gradient"), path)
+    assert (tmp_path / "big.onnx.data").stat().st_size > 100_000 and path.stat().st_size < 100_000
+    x = np.random.default_rng(3).random((2, 1, 32, 32)).astype(np.float32)
+    relevance = ort.InferenceSession(str(path)).run(["relevance"], {"image": x, "target": np.array([1, 2])})[0]
+    expected = onnxlrp.Explainer(DIGITS).explain(x, "gradient", target=[1, 2]).relevance
+    assert within(_per_sample(relevance, expected), 1e-5, "external data")
+    backend = onnxlrp.Explainer(DIGITS, backend="onnx")
+    assert within(_per_sample(backend.explain(x, "gradient", target=[1, 2]).relevance, expected), 1e-5,
+                  "backend onnx, external data")
