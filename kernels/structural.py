@@ -232,7 +232,9 @@ class SliceKernel(Kernel):
         steps = [1] * len(starts) if steps is None else steps
         index = [slice(None)] * x.ndim
         for s, e, a, st in zip(starts, ends, axes, steps):
-            index[a % x.ndim] = slice(*slice(int(s), int(e), int(st)).indices(x.shape[a % x.ndim]))
+            start, stop, step = slice(int(s), int(e), int(st)).indices(x.shape[a % x.ndim])
+            # a negative step that runs past position 0 stops at -1 here, which as a slice bound is the last element
+            index[a % x.ndim] = slice(start, None if stop < 0 else stop, step)
         return tuple(index)
 
     def forward(self, call):
