@@ -108,6 +108,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_measure import (  # noqa: E402
     Contention,
     first_call,
+    fresh_session_peak,
     interleaved_best,
     measure_peak,
     ort_op_profile,
@@ -212,14 +213,6 @@ def prepare(name: str, args, workdir: Path, log) -> dict:
     return ctx
 
 
-def fresh_session(ctx: dict, engine: str, args):
-    """A new session of the compiled graph or the plain model: onnxruntime keeps a warm session's buffers in its
-    arena, so the memory one call needs shows only on a session's first call."""
-    if engine == "compiled":
-        return ort_session(ctx["compiled_path"], args.threads, args.ort_opt)
-    return ort_session(ctx["path"], args.threads)
-
-
 def engine_calls(ctx: dict, engines: list[str], x_np, targets, x_t, one_hot) -> dict:
     """``{engine: zero-argument call}`` for one batch; each returns what the engine returns (zennit's callable is
     added by the caller, inside its attach context)."""
@@ -235,13 +228,14 @@ def engine_calls(ctx: dict, engines: list[str], x_np, targets, x_t, one_hot) -> 
 
 
 def fresh_peak(ctx: dict, engine: str, x_np, targets, args) -> dict:
-    """:func:`measure_peak` of the first call of a session built before the baseline (see :func:`fresh_session`)."""
-    session = fresh_session(ctx, engine, args)
-    feeds = {"input": x_np, "target": targets.astype(np.int64)} if engine == "compiled" else {"input": x_np}
-    peak = measure_peak(lambda: session.run(None, feeds), args.sample_ms)
-    session = None
-    settle()
-    return peak
+    """Peak memory of the first call of a new session of the compiled graph or the plain model (see
+    :func:`bench_measure.fresh_session_peak`)."""
+    if engine == "compiled":
+        feeds = {"input": x_np, "target": targets.astype(np.int64)}
+        return fresh_session_peak(lambda: ort_session(ctx["compiled_path"], args.threads, args.ort_opt),
+                                  lambda session: session.run(None, feeds), args.sample_ms)
+    return fresh_session_peak(lambda: ort_session(ctx["path"], args.threads),
+                              lambda session: session.run(None, {"input": x_np}), args.sample_ms)
 
 
 def relevance_of(engine: str, result) -> np.ndarray | None:

@@ -114,6 +114,18 @@ def measure_peak(fn, sample_ms: float) -> dict:
     return out
 
 
+def fresh_session_peak(make_session, run, sample_ms: float) -> dict:
+    """:func:`measure_peak` of ``run(session)`` on a session ``make_session()`` built before the baseline.
+
+    onnxruntime keeps a warm session's buffers in its arena, so the memory one call needs shows only on a session's
+    first call."""
+    session = make_session()
+    peak = measure_peak(lambda: run(session), sample_ms)
+    session = None
+    settle()
+    return peak
+
+
 # ---------------------------------------------------------------------------------------------- time
 def _busy_s() -> float:
     """Seconds of CPU time all processes have used since boot (from /proc/stat; idle and iowait excluded)."""
