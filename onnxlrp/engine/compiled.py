@@ -80,11 +80,23 @@ class Builder:
         self.graph.append(node)
         return list(node.outputs)
 
+    def claim(self, name: str) -> None:
+        """Make ``name`` free for a new input or output: a tensor inside the model that has it is renamed (nothing
+        outside sees it); a model input or output of that name is a clash the caller must resolve."""
+        existing = self.values.get(name)
+        if existing is None:
+            return
+        if existing.is_graph_input() or existing.is_graph_output():
+            raise CompileError(f"the model already has an input or output named {name!r}, which the compiled model "
+                               "adds; rename it in the model first")
+        if existing.name == name:  # ``values`` keeps mapping the model's names to its tensors
+            existing.name = self.fresh(name + "_")
+
     def add_input(self, name: str, dtype, shape):
+        self.claim(name)
         value = self.ir.Value(name=name, shape=self.ir.Shape(shape),
                               type=self.ir.TensorType(self.ir.DataType.from_numpy(np.dtype(dtype))))
         self.graph.inputs.append(value)
-        self.values[name] = value
         return value
 
     def add_output(self, sym: Sym, name: str, shape) -> None:
@@ -92,6 +104,7 @@ class Builder:
         if value.name in self.values or value.is_graph_output() or value.is_graph_input() or \
                 value.producer() is None:  # a tensor of the model keeps its name: the output is a copy
             value = self.node("Identity", [value], {}, 1)[0]
+        self.claim(name)
         value.name = name
         value.dtype = self.ir.DataType.from_numpy(sym.dtype)
         value.shape = self.ir.Shape([d.name if isinstance(d, SymDim) else d for d in shape])

@@ -224,3 +224,29 @@ def test_large_models_are_written_and_run_with_external_data(tmp_path, monkeypat
     backend = onnxlrp.Explainer(DIGITS, backend="onnx")
     assert within(_per_sample(backend.explain(x, "gradient", target=[1, 2]).relevance, expected), 1e-5,
                   "backend onnx, external data")
+
+
+def test_names_the_compiled_model_adds_do_not_clash_with_the_model():
+    """A tensor inside the model named ``target`` or ``relevance`` is renamed; a model input of that name is a
+    clear error."""
+    from onnx import TensorProto, helper
+    w = helper.make_tensor("w", TensorProto.FLOAT, (3, 2), np.arange(6, dtype=np.float32).tolist())
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["target"], name="mm"),
+             helper.make_node("Relu", ["target"], ["relevance"], name="relu"),
+             helper.make_node("Identity", ["relevance"], ["y"], name="id")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])]
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+                              [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    compiled = compile(model, "gradient")
+    x = np.array([[1.0, -2.0, 3.0], [0.5, 0.5, 0.5]], dtype=np.float32)
+    relevance = _session(compiled).run(["relevance"], {"x": x, "target": np.array([0, 1])})[0]
+    expected = onnxlrp.Explainer(model).explain(x, "gradient", target=[0, 1]).relevance
+    np.testing.assert_allclose(relevance, expected, rtol=1e-6)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+             helper.make_node("Add", ["h", "target"], ["y"], name="add")]
+    inputs.append(helper.make_tensor_value_info("target", TensorProto.FLOAT, ["N", 2]))
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+                              [w])
+    with pytest.raises(CompileError, match="already has an input or output named 'target'"):
+        compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "gradient", input_name="x")
