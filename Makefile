@@ -54,8 +54,11 @@ fuzz: $(VENV)/.test
 mutate: $(VENV)/.test
 	PY=$(abspath $(PY)) tools/mutate.sh $(MUTANTS)
 
+# VGG-16 and ResNet-50, epsilon_plus_flat: zennit, the numpy backend, the compiled graph and the plain onnxruntime
+# forward in one process; prints times, peak memory and the ratios (compiled/zennit, compiled/forward, numpy/zennit).
+# BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS='--models resnet50 --batch 8 --ort-opt basic'.
 bench: $(VENV)/.test
-	$(PY) tools/bench.py
+	$(PY) tools/bench.py $(BENCH_ARGS)
 
 bench-text: $(VENV)/.test
 	[ -f build/text-example/minilm_sentiment.onnx ] || $(PY) tools/make_text_example.py

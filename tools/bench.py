@@ -252,7 +252,6 @@ def relevance_of(engine: str, result) -> np.ndarray | None:
 def bench_batch(ctx: dict, batch: int, args, log) -> dict:
     """All chosen engines on one random batch: first calls, interleaved timing, peak memory, agreement."""
     import torch
-    from zennit.attribution import Gradient
 
     name, engines = ctx["name"], args.engines
     rng = np.random.default_rng(args.seed + batch)
@@ -265,6 +264,8 @@ def bench_batch(ctx: dict, batch: int, args, log) -> dict:
     fns = engine_calls(ctx, engines, x_np, targets, x_t, one_hot)
     maps, attributor = {}, None
     if "zennit" in engines:
+        from zennit.attribution import Gradient
+
         t0 = time.perf_counter()
         attributor = Gradient(ctx["model"], zennit_composite(name))
         attributor.__enter__()  # kept open across calls, as the Explainer and the sessions are built once
@@ -512,9 +513,10 @@ def main(args) -> int:
         log("onnxruntime keeps a warm session's buffers in its arena, so the compiled and forward peaks are read on "
             "the first call of a fresh session; '+held' = RSS kept between calls (torch model, Explainer, session)\n")
         log(memory_table(rows))
-    log("\nrel-L2 a:b = ||R_a - R_b|| / ||R_b|| over the batch, worst = the largest per sample (one-hot targets, "
-        "the same on every engine)\n")
-    log(agreement_table(rows))
+    if any(k.startswith("rel_l2_") for r in rows for k in r):
+        log("\nrel-L2 a:b = ||R_a - R_b|| / ||R_b|| over the batch, worst = the largest per sample (one-hot targets, "
+            "the same on every engine)\n")
+        log(agreement_table(rows))
     busy = max((r["foreign_cores"] for r in rows), default=0.0)
     if busy > 0.1 * args.threads:
         log(f"\nWARNING: other processes used up to {busy:.2f} cores during timing; wall times are unreliable "
