@@ -38,6 +38,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "helpers"))
 
 ENGINES = ("lxt", "numpy", "compiled")
 METHOD = "attnlrp"
+#: issue 11's target for the compiled backend against LXT (reported, never asserted)
+TARGET_COMPILED_LXT = 0.5
 
 
 def parse_args(argv=None):
@@ -216,6 +218,12 @@ def main(args) -> int:
             row = bench_row(engines, texts_for(args.example, batch, long), long, args)
             rows.append(row)
             print(describe(row, engines), flush=True)
+    met = [f"{r['texts']} b{r['batch']} {r['ratio_compiled_lxt']:.2f} "
+           f"({'met' if r['ratio_compiled_lxt'] <= TARGET_COMPILED_LXT else 'missed'})"
+           for r in rows if "ratio_compiled_lxt" in r]
+    if met:
+        print(f"issue 11 target compiled/lxt time <= {TARGET_COMPILED_LXT} (reported, not asserted): "
+              + ", ".join(met), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "ort_opt": args.ort_opt, "cold": setup["cold"], "rows": rows}, f,
