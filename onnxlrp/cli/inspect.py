@@ -100,7 +100,10 @@ def token_inputs(args: argparse.Namespace) -> dict[str, str] | None:
     import onnx
 
     from ..engine.lookup import INT_TYPES
+    from ..errors import ModelLoadError
+    from ..limits import check_file
     from ..text import token_roles
+    check_file(args.model, "model", ModelLoadError)  # a FIFO, device or oversized file: refused before reading
     try:
         proto = onnx.load(args.model, load_external_data=False)
     except Exception:  # noqa: BLE001 - the engine reports an unreadable model with its own error

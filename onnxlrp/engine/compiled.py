@@ -62,14 +62,14 @@ class Builder:
         if existing is not None and existing.dtype is not None and \
                 existing.dtype.numpy() == array.dtype and tuple(existing.shape or ()) == tuple(array.shape):
             return existing
-        key = (id(array), source)
+        key = _content_key(array)  # equal constants (W⁺ with and without its bias, their flips) stored once
         if key not in self._constants:
             value = self.ir.Value(name=self.fresh("c"), const_value=self.ir.tensor(np.array(array, order="C")),
                                   shape=self.ir.Shape(array.shape), type=self.ir.TensorType(
                                       self.ir.DataType.from_numpy(array.dtype)))
             self.graph.register_initializer(value)
-            self._constants[key] = (array, value)  # the array is kept alive so that its id stays unique
-        return self._constants[key][1]
+            self._constants[key] = value
+        return self._constants[key]
 
     def node(self, op_type: str, inputs: list, attrs: Mapping, outputs: int, domain: str = ""):
         ir = self.ir
@@ -114,6 +114,43 @@ class Builder:
         return self.ir.serde.serialize_model(self.model)
 
 
+def _content_key(array: np.ndarray) -> tuple:
+    """A key equal for equal constants: dtype, shape and a digest of the bytes."""
+    import hashlib
+    data = np.ascontiguousarray(array)
+    return array.dtype.str, array.shape, hashlib.blake2b(data.tobytes(), digest_size=20).digest()
+
+
+#: ops whose output is never negative, and ops that keep their data input's sign (so a non-negative input gives a
+#: non-negative output): what lets z⁺-type rules skip the x⁻ terms after a ReLU, as the numpy kernels do at run time
+NON_NEGATIVE_OPS = frozenset({"Relu", "Sigmoid", "Softmax", "Exp", "Abs", "Softplus", "HardSigmoid"})
+SIGN_KEEPING_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten",
+                              "Transpose", "Identity", "Dropout", "Squeeze", "Unsqueeze", "Concat", "Slice", "Split",
+                              "Gather", "Resize", "Upsample", "ReduceMax", "ReduceMean", "ReduceSum", "Expand",
+                              "Tile", "DepthToSpace", "SpaceToDepth", "Cast"})
+
+
+def non_negative(value, memo: dict) -> bool:
+    """Whether an ``onnx_ir`` value is non-negative by construction (its producers' op types say so)."""
+    if value in memo:
+        return memo[value]
+    memo[value] = False  # cycles cannot occur; this guards against deep recursion on the same value
+    node = value.producer()
+    result = False
+    if node is not None and node.domain in ("", "ai.onnx"):
+        if node.op_type in NON_NEGATIVE_OPS:
+            result = True
+        elif node.op_type == "Clip":
+            low = node.inputs[1] if len(node.inputs) > 1 else None
+            result = low is not None and low.const_value is not None and float(
+                np.min(low.const_value.numpy())) >= 0
+        elif node.op_type in SIGN_KEEPING_OPS and node.inputs and node.inputs[0] is not None:
+            data = [v for v in node.inputs[:1 if node.op_type != "Concat" else len(node.inputs)] if v is not None]
+            result = all(non_negative(v, memo) for v in data)
+    memo[value] = result
+    return result
+
+
 def _dims(shape) -> tuple | None:
     """An ``onnx_ir`` shape as ints and :class:`SymDim` (unnamed free dimensions get unique names)."""
     if shape is None:
@@ -149,6 +186,7 @@ class CompiledSession(Session):
         self.builder = Builder(proto)
         self.xp = GraphXP(self.builder, self.dtype, _opset(proto))
         self._model_nodes = list(self.builder.graph)
+        self._signs: dict = {}
         self._values = _Values(self)
         x = self.symbol(self.input_name)
         batch = self._batch = x.shape[0]
@@ -195,7 +233,9 @@ class CompiledSession(Session):
         if value in values.renamed:
             value = values.renamed[value]
             shape = None if shape is None else tuple(values.batch if d == self._batch else d for d in shape)
-        return self.xp.wrap(value, dtype, shape)
+        sym = self.xp.wrap(value, dtype, shape)
+        sym.non_negative = non_negative(value, self._signs)
+        return sym
 
     def _made(self, name: str, values: _Values) -> Sym:
         """A tensor the canonizer created (a fused op's output): its node's forward, emitted."""

@@ -108,6 +108,9 @@ class GraphXP(ShapeOps):
         folded = self._fold(self._NUMPY[op], a, b)
         if folded is not None:
             return folded
+        known = self._known(op, a, b)
+        if known is not None:
+            return known
         if op in ("And", "Or"):
             a, b = self.astype(a, np.bool_), self.astype(b, np.bool_)
             dtype = np.bool_
@@ -119,6 +122,29 @@ class GraphXP(ShapeOps):
             if op in self._LOGICAL:
                 dtype = np.bool_
         return self.node(op, [a, b], dtype=dtype, shape=broadcast_shapes(a._shape, b._shape))
+
+    def _known(self, op: str, a: Sym, b: Sym) -> Sym | None:
+        """What the signs known at compile time decide without a node: ``max(x, 0) = x`` and ``min(x, 0) = 0`` for
+        ``x ≥ 0``; ``x + 0 = x``, ``x − 0 = x``, ``x · 1 = x`` (when the constant does not broadcast ``x``)."""
+        def is_const(v: Sym, value) -> bool:
+            return v.const is not None and v.const.size <= 1 and bool(np.all(v.const == value))
+
+        def keeps_shape(v: Sym, other: Sym) -> bool:
+            return v._shape is not None and broadcast_shapes(v._shape, other._shape) == tuple(v._shape)
+
+        if op in ("Max", "Min") and a.non_negative and is_const(b, 0):
+            if op == "Max":
+                return a
+            zero = self.zeros_like(a)
+            zero.zero = zero.non_negative = True
+            return zero
+        if op in ("Add", "Sub") and (b.zero or is_const(b, 0)) and keeps_shape(a, b) and a.dtype == b.dtype:
+            return a
+        if op == "Add" and (a.zero or is_const(a, 0)) and keeps_shape(b, a) and a.dtype == b.dtype:
+            return b
+        if op == "Mul" and is_const(b, 1) and keeps_shape(a, b) and a.dtype == b.dtype:
+            return a
+        return None
 
     def unary(self, op: str, a) -> Sym:
         a = self._operand(a)

@@ -107,6 +107,10 @@ class Sym:
 
     __array_ufunc__ = None  # numpy ufuncs on a Sym raise TypeError instead of making an object array
     __hash__ = object.__hash__
+    #: known at compile time to be ≥ 0 everywhere (a ReLU's output), or to be 0 everywhere (``min(x⁺, 0)``): what
+    #: lets rules skip terms the numpy kernels skip after testing the values
+    non_negative = False
+    zero = False
 
     def __init__(self, xp, value=None, *, dtype, shape, const: np.ndarray | None = None, source=None):
         self.xp = xp

@@ -63,10 +63,10 @@ def modified_params(op: LinearOp, fn, zero: tuple[str, ...] = (), drop_bias: boo
 
 
 def all_zero(xp, xs) -> bool:
-    """Whether every array in ``xs`` is zero (a shortcut only: never taken when compiling, where values are not
-    known)."""
-    if getattr(xp, "symbolic", False):
-        return False
+    """Whether every array in ``xs`` is zero (a shortcut only; compiling, values are not known, only what the signs
+    tell at compile time)."""
+    if getattr(xp, "symbolic", False):  # known only where the signs say so (``min(x, 0)`` after a ReLU)
+        return all(getattr(x, "zero", False) for x in xs)
     return all(not bool(xp.any(x)) for x in xs)
 
 
