@@ -26,6 +26,7 @@ from .rank_probe import fill_unknown_ranks
 from .registry import resolve
 from .session import Session
 from .symbolic import Sym, SymDim, static
+from .walker import take_relevance
 
 #: the ``ai.onnx`` opset compiled models use at least
 MIN_OPSET = 17
@@ -332,8 +333,7 @@ class CompiledSession(Session):
         xp = self.xp
         acc = dict(seed) if isinstance(seed, Mapping) else {self.output_name: seed}
         kept: dict = {}
-        keep_all = keep == "all"
-        keep = set() if keep_all else set(keep)
+        keep = "all" if keep == "all" else set(keep)
 
         def value(t):
             if t in extra:
@@ -349,11 +349,8 @@ class CompiledSession(Session):
                     outs = head.kernels[node.name].emit_forward(call)
                     values.cache.update((t, o) for t, o in zip(node.outputs, outs) if t)
         for node in reversed(nodes):
-            r_out = tuple(acc.pop(t, None) for t in node.outputs)
-            for t, r in zip(node.outputs, r_out):
-                if r is not None and (keep_all or t in keep):
-                    kept[t] = r
-            if all(r is None for r in r_out):
+            r_out = take_relevance(acc, node, kept, keep)
+            if r_out is None:
                 continue
             flags = tuple(bool(t) and t in varying for t in node.inputs)
             call = Call(node=node, inputs=tuple(value(t) if t else None for t in node.inputs),

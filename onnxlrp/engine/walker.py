@@ -27,14 +27,10 @@ def propagate(nodes: list[Node], kernels: Mapping[str, Kernel], rules: Mapping[s
     """
     acc: dict[str, object] = dict(seeds)
     kept: dict[str, object] = {}
-    keep_all = keep == "all"
-    keep = set() if keep_all else set(keep)
+    keep = "all" if keep == "all" else set(keep)
     for node in reversed(nodes):
-        r_out = tuple(acc.pop(t, None) for t in node.outputs)
-        for t, r in zip(node.outputs, r_out):
-            if r is not None and (keep_all or t in keep):
-                kept[t] = r
-        if all(r is None for r in r_out):
+        r_out = take_relevance(acc, node, kept, keep)
+        if r_out is None:
             continue
         flags = tuple(bool(t) and t in varying for t in node.inputs)
         call = Call(node=node, inputs=tuple(value(t) if t else None for t in node.inputs),
@@ -63,3 +59,13 @@ def propagate(nodes: list[Node], kernels: Mapping[str, Kernel], rules: Mapping[s
                     "positive epsilon/stabilizer or dtype='float64'")
             acc[tensor] = acc[tensor] + r if tensor in acc else r
     return acc, kept
+
+
+def take_relevance(acc: dict, node: Node, kept: dict, keep) -> tuple | None:
+    """Pop the relevance of ``node``'s outputs from the accumulators ``acc``, recording in ``kept`` those named in
+    ``keep`` (a set, or ``"all"``); ``None`` when no output has any."""
+    r_out = tuple(acc.pop(t, None) for t in node.outputs)
+    for t, r in zip(node.outputs, r_out):
+        if r is not None and (keep == "all" or t in keep):
+            kept[t] = r
+    return None if all(r is None for r in r_out) else r_out
