@@ -43,6 +43,10 @@ def compile(model, method: str = "epsilon_plus_flat", *, input_name: str | None 
     if relevance_init not in ("logit", "one_hot"):
         raise CompileError(f"relevance_init must be 'logit' or 'one_hot'; got {relevance_init!r}")
     session = CompiledSession(proto, input_name, output_name, explain_softmax=explain_softmax, check=check)
+    if session.input_dtype is not None and session.input_dtype.kind in "iu":
+        raise CompileError(f"input {session.input_name!r} holds integer ids ({session.input_dtype}); compile explains "
+                           "a float input: Explainer(model, backend='onnx') compiles the model cut at its embedding "
+                           "and looks the ids up itself")
     if session.input_dtype != session.dtype:
         raise CompileError(f"input {session.input_name!r} is {session.input_dtype}; compiled explanations run in "
                            "float32 (convert the model to float32 first)")

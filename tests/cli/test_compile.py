@@ -51,6 +51,7 @@ def test_explain_with_the_onnx_backend_writes_the_same_maps(tmp_path):
     ("method", 9, "unknown method"),
     ("folder", 13, "missing or not writable"),
     ("corrupt", 3, "not a readable ONNX model"),
+    ("ids", 5, "holds integer ids"),
 ])
 def test_compile_errors_are_one_line(tmp_path, capsys, case, code, text):
     model, method, out = DIGITS, "epsilon", str(tmp_path / "out.onnx")
@@ -60,6 +61,15 @@ def test_compile_errors_are_one_line(tmp_path, capsys, case, code, text):
         method = "gradient"
     elif case == "method":
         method = "no_such_method"
+    elif case == "ids":
+        from onnx import TensorProto, helper
+        table = helper.make_tensor("E", TensorProto.FLOAT, (10, 4), np.arange(40, dtype=np.float32).tolist())
+        nodes = [helper.make_node("Gather", ["E", "ids"], ["e"], name="lookup"),
+                 helper.make_node("Flatten", ["e"], ["y"], name="flat")]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 5])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 20])], [table])
+        model = str(tmp_path / "ids.onnx")
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
     elif case == "folder":
         out = str(tmp_path / "missing" / "out.onnx")
     else:
