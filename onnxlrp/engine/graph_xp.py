@@ -14,10 +14,6 @@ from .graph_xp_shapes import ShapeOps
 from .symbolic import Sym, SymDim, broadcast_shapes, static
 
 
-def _np_dtype(elem_type: int) -> np.dtype:
-    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
-
-
 def _elem_type(dtype) -> int:
     return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
