@@ -21,6 +21,7 @@ _EXPORTS = {
     "Explainer": ("onnxlrp.explainer", "Explainer"),
     "Explanation": ("onnxlrp.explainer", "Explanation"),
     "explain": ("onnxlrp.explainer", "explain"),
+    "compile": ("onnxlrp.compiler", "compile"),
     "Session": ("onnxlrp.engine.session", "Session"),
     "Position": ("onnxlrp.engine.seeds", "Position"),
     "methods": ("onnxlrp.methods", None),

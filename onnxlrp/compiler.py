@@ -13,10 +13,13 @@ from collections.abc import Mapping
 import numpy as np
 import onnx
 
+from .engine import seeds
 from .engine.compiled import MIN_OPSET, CompiledSession
 from .engine.graph import load_model
-from .errors import CompileError
+from .errors import BackendUnavailableError, CompileError, MethodError
 from .methods import resolve_method
+from .methods.clrp import contrast_units
+from .methods.gradients import smoothgrad_noise
 
 #: methods that cannot run without a contrast class: compiled, they always take the `contrast` input
 CONTRAST_REQUIRED = ("contrastive_grad_cam",)
@@ -67,7 +70,8 @@ def compile(model, method: str = "epsilon_plus_flat", *, input_name: str | None 
     compiled.doc_string = (f"{proto.doc_string}\n" if proto.doc_string else "") + \
         f"onnxlrp: method {m.name} compiled in ({_describe(full)}); inputs + target -> outputs + relevance"
     try:
-        onnx.checker.check_model(compiled, full_check=True) if compiled.ByteSize() < EXTERNAL_DATA_BYTES else None
+        if compiled.ByteSize() < EXTERNAL_DATA_BYTES:  # the checker reads a model in one protobuf: 2 GB at most
+            onnx.checker.check_model(compiled, full_check=True)
     except Exception as exc:
         raise CompileError(f"the compiled graph fails the ONNX checker: {str(exc).strip().splitlines()[0]}") from exc
     return compiled
@@ -124,7 +128,6 @@ class CompiledBackend:
         if self.device == "cpu":
             return ["CPUExecutionProvider"]
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            from .errors import BackendUnavailableError
             raise BackendUnavailableError("backend='onnx' on device='cuda' needs onnxruntime's CUDA provider; install "
                                           "onnxruntime-gpu (`pip install onnxlrp[gpu]`)")
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -164,13 +167,10 @@ class CompiledBackend:
 
     def run(self, method, params: Mapping, rules, relevance_init, x, feeds: Mapping, target):
         """``(relevance, explained output, targets)`` as host arrays."""
-        from .engine import seeds
-        from .methods.gradients import smoothgrad_noise
-
         s = self.session
         _, ort_session = self.compiled(method, params, rules, relevance_init)
         n = x.shape[0]
-        units = _units(s.output_shape)
+        units = contrast_units(s.output_shape) if s.output_shape else None
         if target is None:
             targets = np.full(n, -1, dtype=np.int64)
         elif units is not None:
@@ -181,7 +181,6 @@ class CompiledBackend:
         wanted = {i.name for i in ort_session.get_inputs()}
         if "contrast" in wanted:
             if params.get("contrast") is None:
-                from .errors import MethodError
                 raise MethodError(f"{method} needs the contrast class: contrast=Q (one class index, or one per sample)")
             classes = units if units is not None else 2**62
             inputs["contrast"] = seeds.class_indices(params["contrast"], n, classes, s.output_name, "contrast")
@@ -193,11 +192,6 @@ class CompiledBackend:
         if target is not None and units is None:  # the class count is known only now
             s.targets(output, target)
         return relevance, output, explained
-
-
-def _units(shape) -> int | None:
-    rest = tuple(shape or ())[1:]
-    return int(np.prod(rest)) if rest and all(isinstance(d, int) and d > 0 for d in rest) else None
 
 
 def _frozen(value):

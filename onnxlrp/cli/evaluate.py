@@ -37,6 +37,7 @@ from .inputs import (
     budget_runs,
     check_labels_path,
     expand_inputs,
+    image_preprocessing,
     load_sample,
     open_explainer,
     plan_items,
@@ -182,14 +183,7 @@ def _evaluate(args, methods, metrics, files, out_dir: Path) -> int:
     draw_views = args.views or args.split_sign or len({v.target_label for v in variants}) > 1 or args.contrast
     shown_views: list[tuple[str, bytes]] = []
     input_dtype = np.dtype(ex.input_dtype)
-    prep = None
-    if any(kind == "image" for _, kind in files):
-        try:
-            prep = images.resolve_preprocessing(input_shape, size=args.size, layout=args.layout,
-                                                grayscale=args.grayscale or None, scale=args.scale, mean=args.mean,
-                                                std=args.std, preset=args.preprocess)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
+    prep = image_preprocessing(args, files, input_shape)
     layout = prep.layout if prep is not None else (args.layout or images.image_layout_from_shape(input_shape))
     items = plan_items(files, input_shape, input_dtype, ex.input_name)
     runner = ModelRunner(ex.session)

@@ -26,6 +26,7 @@ from .inputs import (
     check_labels_path,
     expand_inputs,
     feeds_for,
+    image_preprocessing,
     load_sample,
     open_explainer,
     plan_items,
@@ -107,14 +108,7 @@ def _explain(args: argparse.Namespace, methods: list[ChosenMethod], files: list[
                                  f"FILE.npy (missing: {', '.join(missing)})")
     input_dtype = np.dtype(ex.input_dtype)
 
-    prep: Preprocessing | None = None
-    if any(kind == "image" for _, kind in files):
-        try:
-            prep = images.resolve_preprocessing(
-                input_shape, size=args.size, layout=args.layout, grayscale=args.grayscale or None,
-                scale=args.scale, mean=args.mean, std=args.std, preset=args.preprocess)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
+    prep = image_preprocessing(args, files, input_shape)
     layout = prep.layout if prep is not None else (args.layout or images.image_layout_from_shape(input_shape))
     items = plan_items(files, input_shape, input_dtype, ex.input_name)
 

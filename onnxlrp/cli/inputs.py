@@ -393,3 +393,16 @@ def _fit(session, run: list[Item], shape: tuple | None, static_batch: int | None
     per = static_batch or max(1, budget // planned)  # plans grow about linearly with the batch
     for start in range(0, len(run), per):
         yield run[start:start + per]
+
+
+def image_preprocessing(args: argparse.Namespace, files, input_shape) -> Preprocessing | None:
+    """The image preprocessing the command's options ask for (``--size``, ``--layout``, ``--grayscale``,
+    ``--scale``/``--mean``/``--std`` or ``--preprocess``), or ``None`` when no input is an image."""
+    if not any(kind == "image" for _, kind in files):
+        return None
+    try:
+        return images.resolve_preprocessing(input_shape, size=args.size, layout=args.layout,
+                                            grayscale=args.grayscale or None, scale=args.scale, mean=args.mean,
+                                            std=args.std, preset=getattr(args, "preprocess", None))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc

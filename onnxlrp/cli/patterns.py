@@ -65,10 +65,9 @@ def cmd_patterns(args: argparse.Namespace) -> int:
 
     from .. import limits
     from ..errors import ModelLoadError, UsageError
-    from ..inputs import images
     from ..patterns import PatternStatistics, save_patterns
     from . import files as fileio
-    from .inputs import expand_inputs, open_explainer, plan_items
+    from .inputs import expand_inputs, image_preprocessing, open_explainer, plan_items
 
     t0 = time.monotonic()
     types = _types(args.types)
@@ -81,14 +80,7 @@ def cmd_patterns(args: argparse.Namespace) -> int:
     session = ex.session
     input_shape = tuple(ex.input_shape)
     input_dtype = np.dtype(ex.input_dtype)
-    prep = None
-    if any(kind == "image" for _, kind in files):
-        try:
-            prep = images.resolve_preprocessing(input_shape, size=args.size, layout=args.layout,
-                                                grayscale=args.grayscale or None, scale=args.scale, mean=args.mean,
-                                                std=args.std)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
+    prep = image_preprocessing(args, files, input_shape)
     items = plan_items(files, input_shape, input_dtype, ex.input_name)
     static = input_shape[0] if input_shape and isinstance(input_shape[0], int) else None
     stats = PatternStatistics(session, types)

@@ -141,6 +141,7 @@ def test_compiled_model_is_standard_onnx_and_shares_the_weights():
     """One ai.onnx opset (≥ 17), no custom domain, the full checker passes, the batch stays symbolic, and the
     model's initializers are reused by the backward pass rather than copied (under LRP-ε no weight is modified)."""
     original = onnx.load(DIGITS)
+    assert onnxlrp.compile is compile  # the public name
     compiled = compile(DIGITS, "epsilon")
     onnx.checker.check_model(compiled, full_check=True)
     assert {o.domain for o in compiled.opset_import} <= {"", "ai.onnx"}
