@@ -16,7 +16,7 @@ $(VENV)/.compile: pyproject.toml $(VENV)/.runtime
 	touch $@
 
 $(VENV)/.test: pyproject.toml $(VENV)/.runtime
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,audit,ray]'
 	$(PY) -m pip install -q --no-deps signxai2==0.5.0 lxt==2.1 quantus==0.6.0
 	touch $@
 

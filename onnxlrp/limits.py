@@ -14,6 +14,8 @@ image        ``ONNXLRP_MAX_IMAGE_BYTES``     256 MiB
 labels       ``ONNXLRP_MAX_LABELS_BYTES``    16 MiB
 tokenizer    ``ONNXLRP_MAX_TOKENIZER_BYTES`` 256 MiB
 texts        ``ONNXLRP_MAX_TEXTS_BYTES``     64 MiB (``explain-text --file``)
+dataset      ``ONNXLRP_MAX_DATASET_BYTES``   1 TiB (Parquet files and list files of ``audit``/``diff``,
+                                             read in row groups or lines, never whole)
 ===========  ==============================  =================
 
 Images are also limited in pixels (width x height, read from the header before anything is decoded):
@@ -38,11 +40,13 @@ FILE_LIMITS = {
     "labels": ("ONNXLRP_MAX_LABELS_BYTES", 16 * MIB),
     "tokenizer": ("ONNXLRP_MAX_TOKENIZER_BYTES", 256 * MIB),
     "texts": ("ONNXLRP_MAX_TEXTS_BYTES", 64 * MIB),
+    "dataset": ("ONNXLRP_MAX_DATASET_BYTES", 1024 * GIB),
 }
 
 #: what a file of each kind is called in messages
 FILE_NOUNS = {"model": "an .onnx file", "array": "an .npy file", "image": "an image file", "labels": "a text file",
-              "tokenizer": "a tokenizer JSON file", "texts": "a text file"}
+              "tokenizer": "a tokenizer JSON file", "texts": "a text file",
+              "dataset": "a Parquet or list file"}
 
 
 def file_limit(kind: str) -> int:

@@ -93,6 +93,8 @@ FORBIDDEN = {
     "inputs": {"engine", "lrp", "methods", "views", "cli", "explainer", "kernels", "evaluate"},
     # the measures run the model (engine, explainer) and return arrays: no screen, no command line
     "evaluate": {"cli", "views"},
+    # the audit explains datasets and returns tables and arrays; the command line draws them
+    "audit": {"cli", "views"},
 }
 #: within the engine, what lrp and kernels may import: the protocol (and the registry for kernels)
 ALLOWED_ENGINE = {"lrp": {"onnxlrp.engine.kernel"},

@@ -452,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .patterns import add_parser as add_patterns_parser  # argparse only: no numpy at --help
     add_patterns_parser(sub, _command, _add_preprocessing, _add_run_options, _add_model_selection, _add_common)
+    from .audit_args import add_parsers as add_audit_parsers
+    add_audit_parsers(sub, _command, _add_preprocessing, _add_run_options, _add_model_selection, _add_common)
 
     com = sub.add_parser(
         "compile", help="write a method into the model as ONNX: inputs + target -> outputs + relevance",

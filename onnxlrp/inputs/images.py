@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -166,8 +167,9 @@ def _too_many_pixels(path, claim: str, limit: int) -> ImageDecodeError:
 
 
 @contextlib.contextmanager
-def open_image(path: str | Path) -> Iterator[Image.Image]:
+def open_image(path: str | Path | IO[bytes], name: str | None = None) -> Iterator[Image.Image]:
     """``Image.open(path)`` with its header checked: the image is identified and its size known, nothing decoded.
+    ``path`` may be a binary file object (an image held in memory); messages call it ``name``.
 
     Pillow's own decompression-bomb guard runs with onnxlrp's pixel limit while the file is opened (and while the
     caller decodes inside the ``with`` block), so ``ONNXLRP_MAX_IMAGE_PIXELS`` can both lower and raise it.
@@ -178,6 +180,7 @@ def open_image(path: str | Path) -> Iterator[Image.Image]:
         When Pillow cannot identify the file, or its header claims more pixels than the limit.
     """
     limit = limits.image_pixel_limit()
+    shown = path if name is None else name
     previous = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = limit  # Pillow raises above twice this; between the two the size check below refuses
     try:
@@ -189,18 +192,18 @@ def open_image(path: str | Path) -> Iterator[Image.Image]:
                 claimed = re.search(r"\((\d+) pixels\)", str(exc))
                 claim = f"its header claims {int(claimed.group(1)):,} pixels" if claimed else \
                     "its header claims too many pixels"
-                raise _too_many_pixels(path, claim, limit) from exc
+                raise _too_many_pixels(shown, claim, limit) from exc
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, EOFError,
                     MemoryError) as exc:
-                raise _decode_error(path, exc) from exc
+                raise _decode_error(shown, exc) from exc
             with img:
                 width, height = img.size
                 if width * height > limit:
-                    raise _too_many_pixels(path, f"it is {width}x{height} = {width * height:,} pixels", limit)
+                    raise _too_many_pixels(shown, f"it is {width}x{height} = {width * height:,} pixels", limit)
                 try:
                     yield img
                 except Image.DecompressionBombError as exc:
-                    raise _too_many_pixels(path, "a frame claims too many pixels", limit) from exc
+                    raise _too_many_pixels(shown, "a frame claims too many pixels", limit) from exc
     finally:
         Image.MAX_IMAGE_PIXELS = previous
 
@@ -231,21 +234,22 @@ def check_image(path: str | Path) -> tuple[int, int]:
     return size
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Decode an image file fully (a truncated file fails here, not later).
+def load_image(path: str | Path | IO[bytes], name: str | None = None) -> Image.Image:
+    """Decode an image file (or binary file object, called ``name`` in messages) fully (a truncated file fails here,
+    not later).
 
     Raises
     ------
     ImageDecodeError
         When Pillow cannot identify or fully decode the file, or it has more pixels than the limit.
     """
-    with open_image(path) as img:
+    with open_image(path, name) as img:
         try:
             img.load()
             return img.copy()
         except (OSError, SyntaxError, ValueError, TypeError, EOFError, IndexError, MemoryError,
                 struct.error) as exc:
-            raise _decode_error(path, exc) from exc
+            raise _decode_error(path if name is None else name, exc) from exc
 
 
 def to_display(img: Image.Image, channels: int) -> Image.Image:
