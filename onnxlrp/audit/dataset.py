@@ -139,7 +139,10 @@ class Dataset:
             raise InputFileError(f"no inputs found in {', '.join(map(repr, paths))}")
         self.offsets = np.cumsum([0] + [p.count for p in self.parts]).astype(np.int64)
         if any(p.kind == "image" for p in self.parts) or self._parquet_images:
-            if prep is None or prep.height is None or prep.width is None:
+            if prep is None:
+                raise UsageError(f"the data holds images, but the model input {images.format_shape(self.input_shape)} "
+                                 "is not an image batch; pass arrays (.npy, .npz, Parquet)")
+            if prep.height is None or prep.width is None:
                 raise UsageError("the model takes images of any size: pass --size H W so that a batch of the dataset "
                                  "has one shape")
         self._open: tuple[str, object] | None = None   # the last .npz array or Parquet row group read
