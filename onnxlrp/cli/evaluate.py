@@ -49,7 +49,7 @@ from .outputs import jsonable
 from .progress import Progress
 
 
-def _metrics(spec: str, sets: list[str]):
+def parse_metrics(spec: str, sets: list[str]):
     from ..evaluate.suite import METRICS
     names = [n.strip() for n in spec.split(",") if n.strip()]
     unknown = [n for n in names if n not in METRICS]
@@ -123,7 +123,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     files = expand_inputs(args.inputs)
     _check_size(args.size)
     methods = resolve_methods(args.method, args.sets)
-    metrics = _metrics(args.metric, args.metric_sets)
+    metrics = parse_metrics(args.metric, args.metric_sets)
     if any(m.needs_masks for m, _ in metrics) and not args.masks:
         names = ", ".join(m.name for m, _ in metrics if m.needs_masks)
         raise UsageError(f"{names} need(s) a mask per input: pass --masks DIR")

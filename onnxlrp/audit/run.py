@@ -1,0 +1,146 @@
+"""Running an audit: shards on an engine, committed as they arrive, then SpRAy per class and the final table.
+
+:func:`run_audit` opens the model and the dataset, writes (or checks, on ``resume``) the manifest, computes the
+shards not yet committed on the chosen engine, and finishes: SpRAy (:mod:`.strategies`) per method and class over
+the stored maps, then ``audit.parquet``. Engines:
+
+- ``"local"``: this process, one shard after another (memory: one shard's inputs, maps and rows);
+- ``"ray"``: Ray Data, ``map_batches`` over the pending shard indices with an actor pool of ``num_workers`` actors,
+  each holding one :class:`~.compute.ShardWorker` (one Explainer); results stream back to this process, which
+  commits them, so the files are the same whichever engine computed them. ``address`` joins an existing cluster
+  (``ray start --head`` or a Kubernetes/KubeRay cluster; the data paths must be readable from the workers), else a
+  local cluster of ``num_workers`` CPUs is started and stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import BackendUnavailableError
+from .compute import AuditPlan, ShardWorker
+from .store import AuditMaps, AuditStore
+
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class AuditResult:
+    """What a run did: the folder, rows, shards computed now and before, the strategies found, and timings."""
+
+    out: Path
+    rows: int
+    shards_computed: int
+    shards_resumed: int
+    strategies: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    class_names: list | None = None
+
+
+def file_digest(path: str) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest(plan: AuditPlan, worker: ShardWorker) -> dict:
+    """What a resumed run must match: the model's and data's fingerprints and every option that changes a row."""
+    prep = plan.dataset_options.get("prep")
+    return {
+        "model_sha256": file_digest(plan.model), "data": worker.dataset.fingerprint(),
+        "methods": [{"name": m.name, "params": m.full} for m in plan.methods],
+        "metrics": [{"name": n, "params": p} for n, p in plan.metrics],
+        "explainer": {k: v for k, v in plan.explainer_options.items() if k != "memory_budget"},
+        "preprocessing": prep.to_dict() if prep is not None else None,
+        "labels": plan.dataset_options.get("labels"), "class_names": worker.dataset.class_names,
+        "top_k": plan.top_k, "map_size": plan.map_size, "shard_size": plan.shard_size, "seed": plan.seed,
+        "rows_per_batch": worker.rows_per_batch, "onnxlrp": __version__,
+    }
+
+
+def run_audit(plan: AuditPlan, out, *, resume: bool = False, engine: str = "local", num_workers: int = 2,
+              address: str | None = None, spray: dict | None = None,
+              on_progress: Callable[[int, int], None] | None = None) -> AuditResult:
+    """Audit ``plan`` into ``out`` (see the module docstring). ``spray`` holds :func:`.strategies.find_strategies`'s
+    options (``None``: no SpRAy); ``on_progress(rows, total)`` is called once the data is listed, with the rows a
+    resumed run already had, then as each shard is committed."""
+    t0 = time.monotonic()
+    worker = ShardWorker(plan)
+    plan = replace(plan, batch_size=worker.rows_per_batch)  # every engine explains the same batches
+    worker.plan = plan
+    store = AuditStore(Path(out), plan, manifest(plan, worker), len(worker.dataset), resume)
+    done, pending = store.done(), store.pending()
+    if on_progress is not None:
+        on_progress(sum(store.shard_rows(k) for k in done), store.count)
+
+    def commit(result) -> None:
+        store.commit(result)
+        if on_progress is not None:
+            on_progress(store.shard_rows(result.index), store.count)
+
+    t1 = time.monotonic()
+    if engine == "ray":
+        run_on_ray(plan, pending, commit, num_workers=num_workers, address=address)
+    else:
+        for index in pending:
+            commit(worker(index))
+    t2 = time.monotonic()
+    strategies, clusters = {}, {}
+    if spray is not None:
+        from .strategies import find_strategies
+        strategies, clusters = find_strategies(store, AuditMaps(store.out), plan, **spray)
+    t3 = time.monotonic()
+    store.finish(clusters)
+    seconds = {"open": t1 - t0, "explain": t2 - t1, "spray": t3 - t2, "table": time.monotonic() - t3}
+    return AuditResult(store.out, store.count, len(pending), len(done), strategies, seconds,
+                       worker.dataset.class_names)
+
+
+class RayShardActor:
+    """A Ray Data actor: one :class:`ShardWorker` (one Explainer), turning a batch of shard indices into pickled
+    :class:`~.compute.ShardResult` objects."""
+
+    def __init__(self, plan: AuditPlan):
+        self.worker = ShardWorker(plan)
+
+    def __call__(self, batch: dict) -> dict:
+        results = [pickle.dumps(self.worker(int(k)), protocol=pickle.HIGHEST_PROTOCOL) for k in batch["shard"]]
+        return {"shard": np.asarray(batch["shard"]), "result": np.asarray(results, dtype=object)}
+
+
+def run_on_ray(plan: AuditPlan, pending: list[int], commit: Callable, *, num_workers: int,
+               address: str | None) -> None:
+    """Compute ``pending`` shards on Ray Data and ``commit`` each result in this process as it arrives."""
+    if not pending:
+        return
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise BackendUnavailableError("--engine ray needs Ray: pip install 'onnxlrp[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        options = {"address": address} if address else {"num_cpus": num_workers}
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        shards = ray.data.from_items([{"shard": k} for k in pending], override_num_blocks=len(pending))
+        results = shards.map_batches(RayShardActor, fn_constructor_args=(plan,), batch_size=1,
+                                     compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=1)
+        for batch in results.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=1):
+            for payload in batch["result"]:
+                commit(pickle.loads(payload))
+    finally:
+        if started:
+            ray.shutdown()
