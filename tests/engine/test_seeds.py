@@ -119,6 +119,10 @@ def test_positions_and_class_indices_are_not_mixed(target):
 
 def test_a_position_is_checked_against_the_output_it_names():
     with pytest.raises(TargetError) as e:
+        seeds.targets(_boxes(), Position(0, 2), "boxes")
+    assert str(e.value) == ("target position [0, 2] is out of range for output 'boxes', whose samples have shape "
+                            "(3, 2)")
+    with pytest.raises(TargetError) as e:
         seeds.targets(_boxes(), [Position(0, 0), Position(3, 0)], "boxes")
     assert str(e.value) == ("target position [3, 0] is out of range for output 'boxes', whose samples have shape "
                             "(3, 2)")
