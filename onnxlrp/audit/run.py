@@ -7,15 +7,19 @@ the stored maps, then ``audit.parquet``. Engines:
 - ``"local"``: this process, one shard after another (memory: one shard's inputs, maps and rows);
 - ``"ray"``: Ray Data, ``map_batches`` over the pending shard indices with an actor pool of ``num_workers`` actors,
   each holding one :class:`~.compute.ShardWorker` (one Explainer); results stream back to this process, which
-  commits them, so the files are the same whichever engine computed them. ``address`` joins an existing cluster
+  commits them, so the files are the same whichever engine computed them. An actor that dies stops the run
+  (``max_restarts=0``); ``--resume`` then computes what is missing. ``address`` joins an existing cluster
   (``ray start --head`` or a Kubernetes/KubeRay cluster; the data paths must be readable from the workers), else a
   local cluster of ``num_workers`` CPUs is started and stopped.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import pickle
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -117,6 +121,20 @@ class RayShardActor:
         return {"shard": np.asarray(batch["shard"]), "result": np.asarray(results, dtype=object)}
 
 
+def blas_threads() -> dict[str, str]:
+    """The BLAS/OpenMP thread count of this process, for the actors' environment.
+
+    Ray starts an actor that asks for one CPU with ``OMP_NUM_THREADS=1``; OpenBLAS then splits some products
+    differently and float32 maps differ in their last bits from the local engine's. Giving the actors this
+    process's count (its variables, else the CPUs it may run on, OpenBLAS's own default) makes them compute what
+    the local engine computes, bit for bit, on the same kind of machine.
+    """
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    given = next((os.environ[n] for n in names if os.environ.get(n)), None)
+    count = given or str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return {n: os.environ.get(n, count) for n in names}
+
+
 def run_on_ray(plan: AuditPlan, pending: list[int], commit: Callable, *, num_workers: int,
                address: str | None) -> None:
     """Compute ``pending`` shards on Ray Data and ``commit`` each result in this process as it arrives."""
@@ -130,14 +148,19 @@ def run_on_ray(plan: AuditPlan, pending: list[int], commit: Callable, *, num_wor
     started = not ray.is_initialized()
     if started:
         options = {"address": address} if address else {"num_cpus": num_workers}
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **options)
+    for name in ("ray", "ray.data"):  # Ray's progress lines and notices would bury onnxlrp's own output
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         shards = ray.data.from_items([{"shard": k} for k in pending], override_num_blocks=len(pending))
-        results = shards.map_batches(RayShardActor, fn_constructor_args=(plan,), batch_size=1,
-                                     compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=1)
+        with warnings.catch_warnings():  # max_restarts has no named parameter yet: Ray warns of its **kwargs
+            warnings.simplefilter("ignore", DeprecationWarning)
+            results = shards.map_batches(RayShardActor, fn_constructor_args=(plan,), batch_size=1,
+                                         compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=1,
+                                         runtime_env={"env_vars": blas_threads()}, max_restarts=0)
         for batch in results.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=1):
             for payload in batch["result"]:
                 commit(pickle.loads(payload))
