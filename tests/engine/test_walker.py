@@ -147,14 +147,16 @@ def test_an_output_the_forward_pass_did_not_keep_is_handed_as_none():
 
 def test_fan_out_is_summed_and_a_node_without_relevance_is_skipped_not_the_rest():
     """``x`` feeds A, B and C; only A and C are seeded. B (between them in reverse order) is skipped, and the
-    relevance reaching ``x`` is the sum of A's and C's contributions."""
+    relevance reaching ``x`` is the sum of A's and C's contributions (their rule: the default, Gradient)."""
     nodes = [_node("A", "Scale", ["x"], ["a"], 0), _node("B", "Scale", ["x"], ["b"], 1),
              _node("C", "Scale", ["x"], ["c"], 2)]
     kernels = {"A": _Scale(2.0), "B": _Scale(5.0), "C": _Scale(-3.0)}
     seeds = {"a": np.array([[1.0, 0.0, 0.0, 0.0]]), "c": np.array([[0.0, 1.0, 0.0, 1.0]])}
     value = _values(x=X, a=2 * X, b=5 * X, c=-3 * X)
-    remaining, kept = propagate(nodes, kernels, {}, value, {"x", "a", "b", "c"}, seeds, np, keep=("a", "b", "x"))
-    assert set(remaining) == {"x"}
+    skipped = _Returns((np.ones((1, 4)),))
+    remaining, kept = propagate(nodes, kernels, {"B": skipped}, value, {"x", "a", "b", "c"}, seeds, np,
+                                keep=("a", "b", "x"))
+    assert skipped.seen == [] and set(remaining) == {"x"}
     assert np.array_equal(remaining["x"], np.array([[2.0, -3.0, 0.0, -3.0]]))  # Gradient: 2·[1,0,0,0] − 3·[0,1,0,1]
     assert set(kept) == {"a"} and kept["a"] is seeds["a"]  # b received nothing; x is no node's output
 
