@@ -89,6 +89,7 @@ class AuditStore:
         self.out, self.plan, self.count = Path(out), plan, int(count)
         self.shards = -(-self.count // plan.shard_size)
         manifest = {**manifest, "layout": LAYOUT_VERSION, "rows": self.count, "shards": self.shards}
+        manifest = json.loads(json.dumps(manifest, sort_keys=True, default=repr))  # as it reads back from the file
         path = self.out / MANIFEST
         if path.exists():
             if not resume:
