@@ -58,7 +58,8 @@ def dense_weights(session, node: Node, values) -> tuple[np.ndarray, np.ndarray |
                           f"{node.op_type} node {node.name!r} takes {tuple(op.inputs[0].shape)}")
     bias = op.params.get("bias")
     if bias is not None:
-        bias = session.xp.broadcast_to(bias, (op.params["weight"].shape[1],))
+        # Gemm's C may be a scalar, (C,) or (1, C), as in canonize
+        bias = session.xp.broadcast_to(bias.reshape(-1), (op.params["weight"].shape[1],))
     return op.params["weight"], bias
 
 
