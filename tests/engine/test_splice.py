@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import helper
+from onnx import TensorProto, helper, numpy_helper
 
 import onnxlrp
 from onnxlrp.engine.session import Session
@@ -66,6 +66,14 @@ def test_logits_from_anything_but_a_dense_layer_are_refused_naming_what_produces
     assert _refused(bilinear, [("x", ["N", 3, 3])], [("y", ["N", 3, 3])], {}) == (
         "contrastive splicing needs the logits 'y' to come from a dense layer (Gemm, MatMul with constant weights); "
         "they come from MatMul node 'square'")
+    # the explained output is the input itself: no node produces it
+    relu = [helper.make_node("Relu", ["x"], ["r"], name="relu")]
+    session = Session(make_model(relu, [("x", ["N", 3])], [("x", ["N", 3]), ("r", ["N", 3])]), output_name="x",
+                      dtype="float64")
+    with pytest.raises(MethodError) as e:
+        final_dense(session)
+    assert str(e.value) == ("contrastive splicing needs the logits 'x' to come from a dense layer (Gemm, MatMul with "
+                            "constant weights); they come from nothing")
 
 
 @pytest.mark.parametrize("bias, expected_bias", [(C, 2.0 * _c32()), (C[None, :], 2.0 * _c32()),
@@ -163,3 +171,21 @@ def test_contrastive_methods_take_a_gemm_bias_of_any_broadcastable_shape(method)
         assert_close(got.intermediate[name], expected.intermediate[name], rtol=0, atol=0)
     assert_close(got.relevance, expected.relevance, rtol=0, atol=0)
     assert expected.intermediate["dual_relevance"].any()  # a comparison of something
+
+
+def test_a_head_after_the_output_of_a_model_without_the_default_domain_still_resolves():
+    """A model that imports only ``com.microsoft`` (its FusedGemm becomes Gemm → Relu): the appended LogSoftmax
+    takes the default opset, and the walk through it gives softmax(z) − e_q at the logits."""
+    node = helper.make_node("FusedGemm", ["x", "w"], ["y"], domain="com.microsoft", name="fused", activation="Relu")
+    graph = helper.make_graph([node], "fused", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+                              [numpy_helper.from_array(W.T.astype(np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    session = Session(model, dtype="float64")
+    assert "" not in session.graph.opsets
+    head = splice_after_output(session, "LogSoftmax", {"axis": -1}, "cross_entropy")
+    values, output = session.forward(X)
+    _, kept = session.propagate(values, {}, {head.output: -np.eye(4)[[3, 1]]}, keep=["y"], head=head)
+    p = np.exp(output - output.max(axis=1, keepdims=True))
+    assert_close(kept["y"], p / p.sum(axis=1, keepdims=True) - np.eye(4)[[3, 1]], rtol=1e-14, atol=1e-15)
