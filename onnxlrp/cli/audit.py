@@ -56,7 +56,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     del ex
     out, created = fileio.make_output_dir(args.out)
     spray = None if args.no_spray else {"max_per_class": args.spray_max, "neighbours": args.spray_neighbours,
-                                        "max_clusters": args.spray_max_clusters, "seed": args.seed}
+                                        "max_clusters": args.spray_max_clusters, "seed": args.seed,
+                                        "embedding": args.spray_embedding}
     try:
         with Progress(0, "inputs", enabled=False if args.quiet else None) as progress:
             def on_progress(rows: int, total: int) -> None:

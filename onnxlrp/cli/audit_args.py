@@ -72,6 +72,9 @@ def add_parsers(sub, command: Callable, add_preprocessing: Callable, add_run_opt
                        help="neighbours of the k-NN affinity graph (default 10)")
     spray.add_argument("--spray-max-clusters", type=_positive, default=8, metavar="K",
                        help="largest number of strategies the eigengap may choose (default 8)")
+    spray.add_argument("--spray-embedding", choices=["spectral", "tsne"], default="spectral",
+                       help="the 2-D picture of each class's maps: spectral (Laplacian eigenmap coordinates, instant; "
+                            "default) or tsne (t-SNE as CoRelAy draws it; seconds to minutes per class)")
     spray.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     eng = au.add_argument_group("engine")
     eng.add_argument("--engine", choices=["local", "ray"], default="local",
@@ -110,6 +113,9 @@ def add_parsers(sub, command: Callable, add_preprocessing: Callable, add_run_opt
                          "(default 0.1)")
     di.add_argument("--worst", type=_positive, default=12, metavar="N",
                     help="least similar inputs shown in the report (default 12)")
+    di.add_argument("--target", choices=["ref", "own"], default="ref",
+                    help="ref: both models explain the class model A predicts, so that the maps answer the same "
+                         "question (default); own: each model explains its own prediction")
     add_preprocessing(di.add_argument_group("image preprocessing (as for explain)"))
     run = di.add_argument_group("run")
     add_run_options(run, budget="batches are split to fit", quiet="no progress bar and no summary on stdout")
