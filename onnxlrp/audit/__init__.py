@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from .compute import AuditPlan, MethodSpec, ShardWorker
 from .dataset import Batch, Dataset
+from .maps import downsample, pixel_maps
 from .run import AuditResult, run_audit
+from .spray import Cluster, SprayResult, spray
 from .store import AuditMaps
 
-__all__ = ["AuditMaps", "AuditPlan", "AuditResult", "Batch", "Dataset", "MethodSpec", "ShardWorker", "run_audit"]
+__all__ = ["AuditMaps", "AuditPlan", "AuditResult", "Batch", "Cluster", "Dataset", "MethodSpec", "ShardWorker",
+           "SprayResult", "downsample", "pixel_maps", "run_audit", "spray"]

@@ -19,7 +19,12 @@ already summed, :func:`.maps.pixel_maps`):
    joined by few edges. The smallest ``E = min(max(max_clusters + 1, 32), N)`` eigenpairs are computed (dense
    ``numpy.linalg.eigh`` up to :data:`DENSE_LIMIT` maps, else ARPACK ``eigsh`` on ``D^-1/2 A D^-1/2`` with a
    seeded start vector).
-5. **Number of clusters** by the eigengap: ``k* = argmax_{1 <= j <= m} (l_{j+1} - l_j)`` over the first
+5. **Connected components first**: when the graph falls apart into several components (several zero eigenvalues),
+   each component is a group of maps no other map is near: a strategy of its own, which k-means on the whole
+   spectrum could still cut in two. Each component is then clustered on its own graph by steps 3 to 6 (one cluster
+   when it has at most ``neighbours + 1`` maps or its maps are alike), so a component is never split across
+   clusters, and ``eigengap`` reports the gap after the components' zero eigenvalues. Otherwise:
+   **number of clusters** by the eigengap: ``k* = argmax_{1 <= j <= m} (l_{j+1} - l_j)`` over the first
    ``m + 1`` eigenvalues, ``m = min(max_clusters, N - 1)``, the first ``j`` on ties; ``k* = 1`` when the largest
    gap is the first one (a homogeneous class).
 6. **Clusters**: k-means (``k*`` clusters, 10 seeded restarts) on the rows of the first ``k*`` eigenvectors, each row
@@ -128,8 +133,16 @@ def spray(maps: np.ndarray, *, size: int = 32, neighbours: int = 10, max_cluster
                                                    seed)
     first = eigenvalues[:min(max_clusters, n - 1) + 1]
     gaps = np.diff(first)
-    k = int(np.argmax(gaps)) + 1
-    labels = np.zeros(n, dtype=np.int64) if k == 1 else _kmeans(sklearn, _unit_rows(vectors[:, :k]), k, seed)
+    components, component = connected_components(affinity)
+    if components > 1:  # each component is clustered on its own graph, never split across clusters
+        labels = np.zeros(n, dtype=np.int64)
+        for c in range(components):
+            members = np.flatnonzero(component == c)
+            labels[members] = labels.max() + 1 + _partition(x[members], neighbours, max_clusters, seed, sklearn)
+        k = min(components, len(gaps))
+    else:
+        k = int(np.argmax(gaps)) + 1
+        labels = np.zeros(n, dtype=np.int64) if k == 1 else _kmeans(sklearn, _unit_rows(vectors[:, :k]), k, seed)
     if embedding == "tsne":
         picture = _tsne(sklearn, _unit_rows(vectors), seed)
     else:
@@ -137,6 +150,32 @@ def spray(maps: np.ndarray, *, size: int = 32, neighbours: int = 10, max_cluster
     labels, clusters = _ranked_clusters(x, labels, size)
     return SprayResult(labels, len(clusters), first, float(gaps[k - 1]), _fixed_signs(picture), clusters,
                        neighbours, "")
+
+
+def connected_components(affinity) -> tuple[int, np.ndarray]:
+    """``(count, component of each map)`` of the k-NN graph (scipy's ``connected_components``, undirected)."""
+    from scipy.sparse.csgraph import connected_components as components
+    count, labels = components(affinity, directed=False)
+    return int(count), labels
+
+
+def _partition(x: np.ndarray, neighbours: int, max_clusters: int, seed: int, sklearn) -> np.ndarray:
+    """Cluster labels ``0 .. k-1`` of the normalised maps ``x`` of one connected component: steps 3 to 6 on the
+    component's own graph (one cluster when it is too small for one or its maps are alike)."""
+    n = len(x)
+    if n <= neighbours + 1 or all_alike(x):
+        return np.zeros(n, dtype=np.int64)
+    affinity = knn_affinity(x, neighbours)
+    count, component = connected_components(affinity)
+    if count > 1:
+        labels = np.zeros(n, dtype=np.int64)
+        for c in range(count):
+            members = np.flatnonzero(component == c)
+            labels[members] = labels.max() + 1 + _partition(x[members], neighbours, max_clusters, seed, sklearn)
+        return np.unique(labels, return_inverse=True)[1]
+    eigenvalues, vectors, _ = laplacian_eigen(affinity, min(max_clusters + 1, n), seed)
+    k = int(np.argmax(np.diff(eigenvalues[:min(max_clusters, n - 1) + 1]))) + 1
+    return np.zeros(n, dtype=np.int64) if k == 1 else _kmeans(sklearn, _unit_rows(vectors[:, :k]), k, seed)
 
 
 def normalise(flat: np.ndarray) -> np.ndarray:
