@@ -251,8 +251,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _add_run_options(run, budget: str, quiet: str) -> None:
     """Batch size, memory budget, device, dtype and --quiet, which ``explain`` and ``evaluate`` share."""
-    run.add_argument("--batch-size", type=_positive_int, default=16, help="inputs per batch (default 16); memory "
-                     "use depends on this, not on the number of inputs")
+    run.add_argument("--batch-size", type=_positive_int, default=16, help="inputs per batch (default %(default)s); "
+                     "memory use depends on this, not on the number of inputs")
     run.add_argument("--memory-budget", type=_bytes, metavar="BYTES",
                      help="memory one pass may plan to use, e.g. 2G or 512M (default ONNXLRP_MEMORY_BUDGET, else "
                           f"half the available memory); {budget}")

@@ -87,7 +87,7 @@ def add_parsers(sub, command: Callable, add_preprocessing: Callable, add_run_opt
     add_run_options(run, budget="batches are split to fit", quiet="no progress bar and no summary on stdout")
     add_model_selection(au)
     add_common(au)
-    au.set_defaults(func=command("audit", "cmd_audit"))
+    au.set_defaults(func=command("audit", "cmd_audit"), batch_size=64)  # larger batches amortise the walk's overhead
 
     di = sub.add_parser(
         "diff", help="compare two exports of one model on the same inputs: predictions and explanation drift",
@@ -121,4 +121,4 @@ def add_parsers(sub, command: Callable, add_preprocessing: Callable, add_run_opt
     add_run_options(run, budget="batches are split to fit", quiet="no progress bar and no summary on stdout")
     add_model_selection(di)
     add_common(di)
-    di.set_defaults(func=command("diff", "cmd_diff"))
+    di.set_defaults(func=command("diff", "cmd_diff"), batch_size=64)

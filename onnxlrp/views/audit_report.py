@@ -79,8 +79,9 @@ def _e(text: object) -> str:
 
 
 def scatter_plot(points: np.ndarray, groups: np.ndarray, title: str = "", size: int = 220) -> np.ndarray:
-    """Points ``(N, 2)`` coloured by group (:data:`~.plots.PALETTE` in group order), scaled to fill a square: a
-    uint8 RGB array ``(size, size, 3)``."""
+    """Points ``(N, 2)`` coloured by group (:data:`~.plots.PALETTE` in group order), scaled so that the 2nd to
+    98th percentile of each axis fills a square (points beyond sit on its border, so a few outliers do not squeeze
+    the rest into a line): a uint8 RGB array ``(size, size, 3)``."""
     image = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(image)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
@@ -88,9 +89,11 @@ def scatter_plot(points: np.ndarray, groups: np.ndarray, title: str = "", size: 
     if title:
         draw.text((6, 3), title, fill=(30, 30, 30), font=_font(11))
     if len(pts):
-        low, high = pts.min(axis=0), pts.max(axis=0)
+        low, high = np.percentile(pts, 2, axis=0), np.percentile(pts, 98, axis=0)
+        flat = high <= low
+        low, high = np.where(flat, pts.min(axis=0), low), np.where(flat, pts.max(axis=0), high)
         span = np.where(high > low, high - low, 1.0)
-        xy = (pts - low) / span
+        xy = np.clip((pts - low) / span, 0.0, 1.0)
         xs = 8 + xy[:, 0] * (size - 16)
         ys = top + 4 + (1 - xy[:, 1]) * (size - top - 12)
         for x, y, g in zip(xs, ys, np.asarray(groups).reshape(-1)):
