@@ -235,6 +235,8 @@ class CompiledSession(Session):
             value = values.renamed[value]
             shape = None if shape is None else tuple(values.batch if d == self._batch else d for d in shape)
         sym = self.xp.wrap(value, dtype, shape)
+        if sym.dtype.kind == "f" and sym.dtype != self.dtype and name != self.input_name:
+            sym = self.xp.astype(sym, self.dtype)  # a float16 model's values, computed on in the session dtype
         sym.non_negative = non_negative(value, self._signs)
         return sym
 

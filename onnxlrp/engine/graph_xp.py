@@ -95,7 +95,7 @@ class GraphXP(ShapeOps):
               "LessOrEqual": np.less_equal, "Equal": np.equal, "And": np.logical_and, "Or": np.logical_or,
               "Max": np.maximum, "Min": np.minimum}
     _UNARY = {"Neg": np.negative, "Abs": np.abs, "Exp": np.exp, "Log": np.log, "Tanh": np.tanh, "Sqrt": np.sqrt,
-              "Sign": np.sign, "Not": np.logical_not, "Reciprocal": np.reciprocal}
+              "Sign": np.sign, "Not": np.logical_not, "Reciprocal": np.reciprocal, "Round": np.rint}
     _LOGICAL = {"Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal", "And", "Or"}
 
     def binary(self, op: str, a, b) -> Sym:
@@ -203,6 +203,10 @@ class GraphXP(ShapeOps):
 
     def sign(self, a):
         return self.unary("Sign", a)
+
+    def rint(self, a):
+        """Round half to even, as ``numpy.rint`` and ONNX ``Round`` do."""
+        return self.unary("Round", a)
 
     def logical_not(self, a):
         return self.unary("Not", a)
