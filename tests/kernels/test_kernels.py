@@ -101,6 +101,18 @@ CASES = [
     Case("reducemean_attr", "ReduceMean", [("x", (2, 3, 4, 5))], attrs={"axes": [2, 3], "keepdims": 1}, opset=13),
     Case("reducemean_input", "ReduceMean", [("x", (2, 3, 4, 5))], {"axes": I64(-1, -2)}, {"keepdims": 0}, opset=18),
     Case("reducesum", "ReduceSum", [("x", (2, 3, 4))], {"axes": I64(1)}, {"keepdims": 1}),
+    # pooling at the edges of its attributes: an opset before ceil_mode (always floor), padding next to
+    # all-negative windows, count_include_pad over three channels (AveragePool-1: tests/kernels/test_pooling.py)
+    Case("maxpool8_floor", "MaxPool", [("x", (1, 2, 5, 5))], attrs={"kernel_shape": [2, 2], "strides": [2, 2]},
+         opset=8),
+    Case("maxpool_pads_negative", "MaxPool", [("x", (1, 2, 4, 4))],
+         attrs={"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, low=-6.0),
+    Case("avgpool_pads_incl_c3", "AveragePool", [("x", (2, 3, 5, 5))],
+         attrs={"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
+    # reductions without axes: every axis (ReduceSum-13, ReduceMean-13 before noop_with_empty_axes) or none
+    Case("reducesum_all", "ReduceSum", [("x", (2, 3, 4))], attrs={"keepdims": 0}, opset=13),
+    Case("reducesum_noop", "ReduceSum", [("x", (2, 3, 4))], attrs={"noop_with_empty_axes": 1}, opset=13),
+    Case("reducemean13_all", "ReduceMean", [("x", (2, 3, 4))], attrs={"keepdims": 1}, opset=13),
     Case("batchnorm", "BatchNormalization", [("x", (2, 3, 4, 4))],
          {"s": W(3), "bb": W(3), "m": W(3), "v": np.abs(W(3)) + 0.5}, {"epsilon": 1e-3}),
     Case("flatten", "Flatten", [("x", (2, 3, 4, 5))], attrs={"axis": 2}),
@@ -314,9 +326,22 @@ def test_forward_matches_onnxruntime(case):
     expected = session.run(None, feeds)
     got = resolve(node).forward(call)
     tol = FORWARD_TOL.get(case.id, FORWARD_TOL_DEFAULT)
+    assert len(got) == len(node.outputs) == len(expected)
     for out, ref in zip(got, expected):
-        assert out.shape == ref.shape
+        assert out.shape == ref.shape and out.dtype == ref.dtype
         assert_close(out, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_vjp_keeps_float32(case):
+    """A float32 call's VJP is float32 for every varying input (no silent float64 temporaries)."""
+    _, node, _, call = make_call(case, np.float32)
+    kernel = resolve(node)
+    grads = tuple(None if o is None else np.ones_like(o) for o in kernel.forward(call))
+    vjp = kernel.vjp(call, grads)
+    for port, varying in enumerate(call.varying):
+        if varying and vjp[port] is not None:
+            assert vjp[port].dtype == np.float32, f"input {port}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
