@@ -2,6 +2,8 @@
 
 - ``docs/digits-grid.png``: the per-input ``*.grid.png`` files of four sample digits, stacked.
 - ``docs/report.png``: the top of ``report.html`` as headless Chromium renders it (skipped without chromium).
+- ``docs/audit-report.png``: the top of the ``report.html`` of ``onnxlrp audit`` on the shortcut model's 300 shipped
+  images (``models/shortcut``), t-SNE pictures (needs the ``audit`` extra and chromium).
 
 Run: ``.venv/bin/python tools/make_docs_images.py``
 """
@@ -49,15 +51,25 @@ def main_() -> None:
         if chromium is None:
             print("chromium not found; docs/report.png not updated")
             return
-        shot = Path(tmp) / "shot.png"
-        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        f"--user-data-dir={Path(tmp) / 'profile'}", "--hide-scrollbars", "--window-size=1220,760",
-                        f"--screenshot={shot}", (out / "report.html").as_uri()], check=True, capture_output=True,
-                       timeout=180)
-        img = Image.open(shot).convert("RGB")
-        img.save(docs / "report.png", optimize=True)
-        print(f"wrote {docs / 'report.png'} {img.size[0]}x{img.size[1]}")
+        screenshot(chromium, out / "report.html", docs / "report.png", Path(tmp), "1220,760")
+        audit = Path(tmp) / "audit-out"
+        rc = main(["audit", "models/shortcut/shortcut_cnn.onnx", "models/shortcut/data", "--labels",
+                   "models/shortcut/labels.txt", "--method", "epsilon_plus", "--spray-embedding", "tsne",
+                   "--out", str(audit), "--quiet"])
+        assert rc == 0
+        screenshot(chromium, audit / "report.html", docs / "audit-report.png", Path(tmp), "1220,1120")
+
+
+def screenshot(chromium: str, page: Path, png: Path, tmp: Path, size: str) -> None:
+    """The top ``size`` (``W,H``) of ``page`` as headless Chromium renders it, saved to ``png``."""
+    shot = tmp / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp / 'profile'}", "--hide-scrollbars", f"--window-size={size}",
+                    f"--screenshot={shot}", page.as_uri()], check=True, capture_output=True, timeout=180)
+    img = Image.open(shot).convert("RGB")
+    img.save(png, optimize=True)
+    print(f"wrote {png} {img.size[0]}x{img.size[1]}")
 
 
 if __name__ == "__main__":

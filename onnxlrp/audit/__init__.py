@@ -5,7 +5,8 @@
 - :func:`~.run.run_audit` with an :class:`~.compute.AuditPlan`: shards explained on the local engine or Ray Data and
   committed atomically (resumable), SpRAy per class, ``audit.parquet``; :class:`~.store.AuditMaps` reads the stored
   maps by row;
-- :mod:`.spray`: spectral relevance analysis (SpRAy, Lapuschkin et al. 2019) of a class's maps;
+- :func:`onnxlrp.audit.spray.spray`: spectral relevance analysis (SpRAy, Lapuschkin et al. 2019) of a class's
+  maps;
 - :mod:`.maps`: relevance maps summed over channels and resized to a fixed size.
 
 Needs the ``audit`` extra (pyarrow, scikit-learn) for Parquet and SpRAy; ``--engine ray`` the ``ray`` extra.
@@ -21,8 +22,8 @@ from .compute import AuditPlan, MethodSpec, ShardWorker
 from .dataset import Batch, Dataset
 from .maps import downsample, pixel_maps
 from .run import AuditResult, run_audit
-from .spray import Cluster, SprayResult, spray
+from .spray import Cluster, SprayResult  # the function is onnxlrp.audit.spray.spray (the module keeps its name)
 from .store import AuditMaps
 
 __all__ = ["AuditMaps", "AuditPlan", "AuditResult", "Batch", "Cluster", "Dataset", "MethodSpec", "ShardWorker",
-           "SprayResult", "downsample", "pixel_maps", "run_audit", "spray"]
+           "SprayResult", "downsample", "pixel_maps", "run_audit"]
