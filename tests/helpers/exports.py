@@ -5,7 +5,9 @@
   (float16 inputs and outputs); its output is saved as the converter leaves it (the input Casts appended after the
   nodes that read them);
 - :func:`qdq_export`: ``onnxruntime.quantization.quantize_static`` in QDQ format (int8 weights per tensor, uint8
-  activations, calibrated by min-max on the samples given).
+  activations, calibrated by min-max on the samples given);
+- :func:`optimised_export`: the graph onnxruntime's extended optimisations leave (``optimized_model_filepath``):
+  Conv + Relu fused into ``com.microsoft`` ``FusedConv``, Gemm + Relu into ``FusedGemm``.
 """
 from __future__ import annotations
 
@@ -45,4 +47,14 @@ def qdq_export(source: Path, target: Path, calibration: np.ndarray, input_name: 
             quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ)
     finally:
         logging.getLogger().setLevel(level)
+    return target
+
+
+def optimised_export(source: Path, target: Path) -> Path:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(target)
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
     return target
