@@ -7,7 +7,8 @@
   maps by row;
 - :func:`onnxlrp.audit.spray.spray`: spectral relevance analysis (SpRAy, Lapuschkin et al. 2019) of a class's
   maps;
-- :mod:`.maps`: relevance maps summed over channels and resized to a fixed size.
+- :mod:`.maps`: relevance maps summed over channels and resized to a fixed size;
+- :func:`~.drift.compare`: explanation drift between two exports of one model (``onnxlrp diff``).
 
 Needs the ``audit`` extra (pyarrow, scikit-learn) for Parquet and SpRAy; ``--engine ray`` the ``ray`` extra.
 
@@ -20,10 +21,12 @@ from __future__ import annotations
 
 from .compute import AuditPlan, MethodSpec, ShardWorker
 from .dataset import Batch, Dataset
+from .drift import DriftBatch, DriftExample, LeastSimilar, compare, summarize, top_k_count, top_k_overlap
 from .maps import downsample, pixel_maps
 from .run import AuditResult, run_audit
 from .spray import Cluster, SprayResult  # the function is onnxlrp.audit.spray.spray (the module keeps its name)
 from .store import AuditMaps
 
-__all__ = ["AuditMaps", "AuditPlan", "AuditResult", "Batch", "Cluster", "Dataset", "MethodSpec", "ShardWorker",
-           "SprayResult", "downsample", "pixel_maps", "run_audit"]
+__all__ = ["AuditMaps", "AuditPlan", "AuditResult", "Batch", "Cluster", "Dataset", "DriftBatch", "DriftExample",
+           "LeastSimilar", "MethodSpec", "ShardWorker", "SprayResult", "compare", "downsample", "pixel_maps",
+           "run_audit", "summarize", "top_k_count", "top_k_overlap"]

@@ -63,11 +63,11 @@ from ..errors import BackendUnavailableError, InputShapeError, NonFiniteError, U
 from .maps import downsample
 
 #: up to this many maps the Laplacian is decomposed densely (exact, every eigenvalue); above, ARPACK
-DENSE_LIMIT = 1000
+DENSE_LIMIT = 500
 #: eigenvectors kept for the t-SNE picture (CoRelAy's ``EigenDecomposition(n_eigval=32)``)
 EMBEDDING_EIGENVECTORS = 32
-#: entries of the distance matrix computed at a time (2^23 float64: 64 MiB)
-DISTANCE_BUDGET = 1 << 23
+#: entries of the distance matrix computed at a time (2^20 float64: 8 MiB, and as much again for its argsort)
+DISTANCE_BUDGET = 1 << 20
 EMBEDDINGS = ("tsne", "spectral")
 #: normalised maps closer than this share of the largest value count as one map (float32 rounding is ~6e-8)
 ALIKE = 1e-6
@@ -179,9 +179,11 @@ def _partition(x: np.ndarray, neighbours: int, max_clusters: int, seed: int, skl
 
 
 def normalise(flat: np.ndarray) -> np.ndarray:
-    """Each row divided by the sum of its absolute values (all-zero rows stay zero)."""
+    """Each row divided by the sum of its absolute values (all-zero rows stay zero), in place: ``flat`` is the
+    float64 copy :func:`spray` made, and the audit's memory is bounded by the largest class's maps."""
     total = np.abs(flat).sum(axis=1, keepdims=True)
-    return np.divide(flat, total, out=np.zeros_like(flat), where=total > 0)
+    np.divide(flat, total, out=flat, where=total > 0)
+    return flat
 
 
 def all_alike(x: np.ndarray) -> bool:

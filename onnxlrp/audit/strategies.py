@@ -17,9 +17,11 @@ EXAMPLES = 6
 
 
 def _scaled(maps: np.ndarray) -> np.ndarray:
-    flat = np.nan_to_num(maps.reshape(len(maps), -1).astype(np.float64))
+    """Each map flattened and divided by its largest ``|R|`` (float32: only the examples' order depends on it)."""
+    flat = np.nan_to_num(maps.reshape(len(maps), -1).astype(np.float32))
     peak = np.abs(flat).max(axis=1, keepdims=True)
-    return np.divide(flat, peak, out=np.zeros_like(flat), where=peak > 0)
+    np.divide(flat, peak, out=flat, where=peak > 0)
+    return flat
 
 
 def sample_rows(rows: np.ndarray, cap: int, seed: int, cls: int) -> np.ndarray:
@@ -31,7 +33,7 @@ def sample_rows(rows: np.ndarray, cap: int, seed: int, cls: int) -> np.ndarray:
     return np.sort(rng.choice(rows, size=cap, replace=False))
 
 
-def find_strategies(store: AuditStore, maps: AuditMaps, plan, *, max_per_class: int = 2000, neighbours: int = 10,
+def find_strategies(store: AuditStore, maps: AuditMaps, plan, *, max_per_class: int = 1000, neighbours: int = 10,
                     max_clusters: int = 8, seed: int = 0, embedding: str = "tsne", min_rows: int = 3):
     """``(report, clusters)``: ``report[method][class]`` as the module docstring says, ``clusters[method]`` the
     cluster of every row (-1 where it was not clustered). Classes with fewer than ``min_rows`` maps are listed

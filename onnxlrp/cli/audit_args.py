@@ -66,8 +66,8 @@ def add_parsers(sub, command: Callable, add_preprocessing: Callable, add_run_opt
                     help="rows per committed shard (default 256)")
     spray = au.add_argument_group("SpRAy (spectral relevance analysis per class)")
     spray.add_argument("--no-spray", action="store_true", help="skip SpRAy")
-    spray.add_argument("--spray-max", type=_positive, default=2000, metavar="N",
-                       help="at most N maps per class and method (a seeded uniform sample; default 2000)")
+    spray.add_argument("--spray-max", type=_positive, default=1000, metavar="N",
+                       help="at most N maps per class and method (a seeded uniform sample; default 1000)")
     spray.add_argument("--spray-neighbours", type=_positive, default=10, metavar="K",
                        help="neighbours of the k-NN affinity graph (default 10)")
     spray.add_argument("--spray-max-clusters", type=_positive, default=8, metavar="K",
