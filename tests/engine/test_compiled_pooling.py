@@ -1,10 +1,10 @@
-"""The compiled backend's pooling emitters (``kernels/op_pool.py``: AveragePool's ``ConvTranspose`` VJP with its
-divisor map, MaxPool's ``Indices`` + ``ScatterElements`` VJP) on a tiny model built here, torch-free.
+"""The compiled backend's pooling emitters (``kernels/op_pool.py``: AveragePool's forward and its ``ConvTranspose``
+VJP with the divisor map, MaxPool's ``Indices`` + ``ScatterElements`` VJP) on a tiny model built here, torch-free.
 
-``x (N, 3, 7, 7)`` → Conv → MaxPool (3x3, stride 2, padded) → AveragePool (3x3, padded, the padding not counted) →
-AveragePool (2x2, stride 2, ``ceil_mode``, the padding counted) → Flatten → Gemm. The compiled gradient and LRP-ε
-maps, run by onnxruntime alone, equal the numpy backend's. Written for the untested mutants of mutation testing
-(``tools/mutation_report.md``).
+``x (N, 3, 7, 7)`` → Conv → MaxPool (3x3, stride 2, padded, column-major ``Indices`` asked for) → AveragePool (3x3,
+padded, the padding not counted) → AveragePool (2x2, stride 2, ``ceil_mode``, the padding counted) → Flatten → Gemm.
+The compiled gradient, LRP-ε and LRP-ε with z⁺ at the average pools, run by onnxruntime alone, equal the numpy
+backend's. Written for the untested mutants of mutation testing (``tools/mutation_report.md``).
 """
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from onnx import helper
 
 from onnxlrp import Explainer
 from onnxlrp.compiler import compile as compile_method
+from onnxlrp.lrp.rules import ZPlus
 from tests.helpers.compare import assert_rel
 from tests.helpers.onnx_builders import make_model
 
-#: float32 maps, rel. L2 against the numpy backend; measured 7.3e-8 (gradient) and 7.7e-8 (LRP-ε)
+#: float32 maps, rel. L2 against the numpy backend; measured 7.3e-8 (gradient), 7.7e-8 (LRP-ε), 9.4e-8 (z⁺)
 TOL = 1e-6
 
 
@@ -26,7 +27,8 @@ def pooling_model(seed=0):
     rng = np.random.default_rng(seed)
     nodes = [
         helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-        helper.make_node("MaxPool", ["c"], ["m"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["c"], ["m"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                         storage_order=1),  # column-major Indices: the VJP must not ask for them that way
         helper.make_node("AveragePool", ["m"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
         helper.make_node("AveragePool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1,
                          count_include_pad=1),
@@ -39,14 +41,17 @@ def pooling_model(seed=0):
     return make_model(nodes, [("x", ["N", 3, 7, 7])], [("logits", ["N", 4])], inits)
 
 
-@pytest.mark.parametrize("method", ["gradient", "epsilon"])
-def test_compiled_pooling_equals_the_numpy_backend(method):
+@pytest.mark.parametrize("method, rules", [("gradient", None), ("epsilon", None),
+                                           ("epsilon", {"AveragePool": ZPlus()})],
+                         ids=["gradient", "epsilon", "zplus_at_the_average_pools"])
+def test_compiled_pooling_equals_the_numpy_backend(method, rules):
+    """z⁺ at the average pools recomputes their forward on ``x⁺`` (the emitted forward); ε uses the kept output."""
     model = pooling_model()
-    compiled = compile_method(model, method)
+    compiled = compile_method(model, method, rules=rules)
     session = ort.InferenceSession(compiled.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(1).standard_normal((2, 3, 7, 7)).astype(np.float32)
     target = np.array([1, 3], np.int64)
     got = session.run(["relevance"], {"x": x, "target": target})[0]
-    expected = Explainer(model).explain(x, method, target=target).relevance
+    expected = Explainer(model).explain(x, method, target=target, rules=rules).relevance
     assert np.abs(expected).sum() > 0
-    assert_rel(got, expected, TOL, f"pooling {method}")
+    assert_rel(got, expected, TOL, f"pooling {method}{' z+' if rules else ''}")
