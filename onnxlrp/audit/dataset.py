@@ -137,6 +137,9 @@ class Dataset:
             self._add(Path(text))
         if not self.parts:
             raise InputFileError(f"no inputs found in {', '.join(map(repr, paths))}")
+        if (column or label_column) and not any(p.kind == "parquet" for p in self.parts):
+            raise UsageError(f"{'--column' if column else '--label-column'} is for Parquet data; the data has none "
+                             "(labels come from class folders, list files or an .npz's y)")
         self.offsets = np.cumsum([0] + [p.count for p in self.parts]).astype(np.int64)
         if any(p.kind == "image" for p in self.parts) or self._parquet_images:
             if prep is None:

@@ -182,6 +182,10 @@ def test_resume_refuses_another_audit_and_a_new_run_refuses_an_old_folder(tmp_pa
     (["{tmp}/data.npz", "-m", "no_such_method"], 9, "unknown method"),
     (["{tmp}/wrong.npy"], 7, "has shape (5, 7)"),
     (["{tmp}/list.txt"], 15, "names 'nothing.bin'"),
+    (["{tmp}/corrupt.parquet"], 15, "as Parquet"),
+    (["{tmp}/labels-only.parquet"], 15, "has no column of images or arrays"),
+    (["{tmp}/data.npz", "--column", "pixels"], 2, "--column is for Parquet data"),
+    (["{tmp}/classes"], 16, "class folder 'zebra'"),
 ])
 def test_bad_data_and_options_are_one_line_errors(tmp_path, capsys, argv, code, message):
     x, y = _digits(3)
@@ -189,6 +193,11 @@ def test_bad_data_and_options_are_one_line_errors(tmp_path, capsys, argv, code, 
     np.save(tmp_path / "wrong.npy", np.zeros((5, 7), np.float32))
     (tmp_path / "notes.md").write_text("hello")
     (tmp_path / "list.txt").write_text("nothing.bin 3\n")
+    (tmp_path / "corrupt.parquet").write_bytes(b"PAR1 not really")
+    pq.write_table(pa.table({"label": [1, 2]}), tmp_path / "labels-only.parquet")
+    (tmp_path / "classes" / "zebra").mkdir(parents=True)
+    np.save(tmp_path / "classes" / "zebra" / "a.npy", x[0])
+    argv = [*argv, "--labels", str(LABELS)] if "classes" in argv[0] else argv
     assert _audit(*[a.format(tmp=tmp_path) for a in argv], "-o", tmp_path / "out") == code
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
