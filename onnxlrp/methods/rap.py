@@ -166,8 +166,10 @@ def assign(session, params) -> dict[str, Rule]:
     return rules
 
 
-#: a weight the legacy ``torch.onnx.export`` computed by constant folding (it names module parameters by their path)
-_FOLDED_WEIGHT = re.compile(r"onnx::(Conv|Gemm|MatMul)_\d+")
+#: a Conv weight the legacy ``torch.onnx.export`` computed by constant folding (it names module parameters by their
+#: path). Only Conv: the legacy exporter folds BatchNorms into convolutions, while an ``onnx::MatMul_<n>`` weight is
+#: the constant-folded transpose of an ordinary ``nn.Linear`` weight (every transformer export has dozens)
+_FOLDED_WEIGHT = re.compile(r"onnx::Conv_\d+")
 
 
 #: the last component of a BatchNorm module's class (``torch.nn.modules.batchnorm.BatchNorm2d``) or its aten op
@@ -180,9 +182,9 @@ def exporter_folded_batchnorms(session) -> list[tuple[str, str]]:
 
     * the dynamo exporter (``optimize=True``): the node's ``pkg.onnxscript.rewriter.rule_name`` metadata names a
       ``FuseBatchNorm...`` rewrite, or its ``pkg.torch.onnx.class_hierarchy`` names a BatchNorm module class;
-    * the legacy exporter (``do_constant_folding=True``, eval mode): the weight is an initializer named
+    * the legacy exporter (``do_constant_folding=True``, eval mode): a Conv's weight is an initializer named
       ``onnx::Conv_<n>`` (a tensor computed at export), not the module's parameter path (``features.0.weight``),
-      in a model produced by ``pytorch``.
+      in a model produced by ``pytorch`` (a MatMul's ``onnx::MatMul_<n>`` is a folded transpose, no evidence).
     """
     proto = session.graph.model
     initializers = {t.name for t in proto.graph.initializer}

@@ -15,6 +15,7 @@ import json
 import warnings
 
 import numpy as np
+import onnx
 import pytest
 
 from onnxlrp.cli import main
@@ -114,6 +115,28 @@ def test_no_warning_for_other_methods_or_models_without_batchnorm(exports):
     for how in ("legacy_folded", "dynamo_folded"):
         session = onnxlrp.Explainer(_export(plain, how)).session
         assert exporter_folded_batchnorms(session) == []
+
+
+def test_no_warning_for_the_folded_transposes_of_linear_layers():
+    """The legacy exporter writes an ``nn.Linear`` on a 3-D input as a MatMul on a constant-folded transpose named
+    ``onnx::MatMul_<n>``: every transformer export has dozens, and none carries a BatchNorm."""
+    class Tokens(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.query, self.head = torch.nn.Linear(6, 6), torch.nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.query(x)).mean(dim=1))
+
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Tokens().eval(), (torch.randn(1, 4, 6),), buffer, dynamo=False, opset_version=17,
+                          do_constant_folding=True, input_names=["x"], output_names=["logits"])
+    model = onnx.load_from_string(buffer.getvalue())
+    assert any(t.name.startswith("onnx::MatMul_") for t in model.graph.initializer)  # the case in point
+    assert exporter_folded_batchnorms(onnxlrp.Explainer(buffer.getvalue()).session) == []
 
 
 def test_the_cli_prints_the_warning_once_and_keeps_it_in_the_summary(exports, tmp_path, capsys):
