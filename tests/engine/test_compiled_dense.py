@@ -2,11 +2,11 @@
 constant on either side or a batched constant, the fused MatMul + Add) on a tiny model built here, torch-free.
 
 ``x (N, 4, 6)`` → MatMul W₁ (6, 5) + b₁ (fused into ``onnxlrp::Dense``; the VJP flattens the token axis into one
-Gemm) → Relu → MatMul W₂ (4, 4) on the left → MatMul by a batched W₃ (1, 5, 3) → Reshape (N, 12) → MatMul W₄
-(12, 6) → Relu → Transpose → Gemm (transA=1, transB=0, alpha=2, beta=0.5, bias). The compiled gradient, LRP-ε (the
-kept outputs) and LRP-ε with z⁺ at every dense layer (the emitted forward under modified parameters, the Dense's bias
-dropped), run by onnxruntime alone, equal the numpy backend's. Written for the untested mutants of mutation testing
-(``tools/mutation_report.md``).
+Gemm) → Relu → MatMul by a batched W₂ (1, 4, 4) on the left → MatMul by a batched W₃ (1, 5, 3) → Reshape (N, 12) →
+MatMul W₄ (12, 6) → Relu → Gemm (W₆, b₆) → Relu → Transpose → Gemm (transA=1, transB=0, alpha=2, beta=0.5, bias).
+The compiled gradient, LRP-ε (the kept outputs) and γ/z⁺ (each layer's forward emitted again under modified
+parameters, biases included), run by onnxruntime alone, equal the numpy backend's. Written for the untested mutants
+of mutation testing (``tools/mutation_report.md``).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from onnx import helper
 
 from onnxlrp import Explainer
 from onnxlrp.compiler import compile as compile_method
-from onnxlrp.lrp.rules import ZPlus
+from onnxlrp.lrp.rules import Gamma, ZPlus
 from tests.helpers.compare import assert_rel
 from tests.helpers.onnx_builders import make_model
 
@@ -25,7 +25,9 @@ from tests.helpers.onnx_builders import make_model
 #: room for a BLAS that sums in another order
 TOL = 1e-7
 
-ZPLUS = {"Gemm": ZPlus(), "MatMul": ZPlus(), "Dense": ZPlus(zero_params=("bias",))}
+#: rules that recompute each dense layer's forward with modified parameters: γ (its z with the bias, and the bias
+#: raised) at the Gemms and the fused Dense, z⁺ at the MatMuls
+RECOMPUTING = {"Gemm": Gamma(gamma=0.25), "Dense": Gamma(gamma=0.25), "MatMul": ZPlus()}
 
 
 def dense_model(seed=0):
@@ -38,18 +40,19 @@ def dense_model(seed=0):
         helper.make_node("Reshape", ["h3", "flat"], ["f"]),
         helper.make_node("MatMul", ["f", "w4"], ["h4"]),
         helper.make_node("Relu", ["h4"], ["r4"]),
-        helper.make_node("Transpose", ["r4"], ["t"], perm=[1, 0]),
+        helper.make_node("Gemm", ["r4", "w6", "b6"], ["h6"]),
+        helper.make_node("Relu", ["h6"], ["r6"]),
+        helper.make_node("Transpose", ["r6"], ["t"], perm=[1, 0]),
         helper.make_node("Gemm", ["t", "w5", "b5"], ["logits"], transA=1, alpha=2.0, beta=0.5),
     ]
     f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
-    inits = {"w1": f32(6, 5), "b1": f32(5), "w2": f32(4, 4), "w3": f32(1, 5, 3), "flat": np.array([0, -1], np.int64),
-             "w4": f32(12, 6), "w5": f32(6, 3), "b5": f32(3)}
+    inits = {"w1": f32(6, 5), "b1": f32(5), "w2": f32(1, 4, 4), "w3": f32(1, 5, 3), "flat": np.array([0, -1], np.int64),
+             "w4": f32(12, 6), "w5": f32(6, 3), "b5": f32(3), "w6": f32(6, 6), "b6": f32(6)}
     return make_model(nodes, [("x", ["N", 4, 6])], [("logits", ["N", 3])], inits)
 
 
-@pytest.mark.filterwarnings("ignore::onnxlrp.errors.ZeroRelevanceWarning")  # z⁺: sample 0 has no positive path
-@pytest.mark.parametrize("method, rules", [("gradient", None), ("epsilon", None), ("epsilon", ZPLUS)],
-                         ids=["gradient", "epsilon", "zplus"])
+@pytest.mark.parametrize("method, rules", [("gradient", None), ("epsilon", None), ("epsilon", RECOMPUTING)],
+                         ids=["gradient", "epsilon", "gamma_and_zplus"])
 def test_compiled_dense_layers_equal_the_numpy_backend(method, rules):
     model = dense_model()
     assert {n.op_type for n in Explainer(model).session.path.nodes} >= {"Dense", "MatMul", "Gemm"}
@@ -60,4 +63,4 @@ def test_compiled_dense_layers_equal_the_numpy_backend(method, rules):
     got = session.run(["relevance"], {"x": x, "target": target})[0]
     expected = Explainer(model).explain(x, method, target=target, rules=rules).relevance
     assert np.abs(expected).sum() > 0
-    assert_rel(got, expected, TOL, f"dense {method}{' z+' if rules else ''}")
+    assert_rel(got, expected, TOL, f"dense {method}{' γ, z+' if rules else ''}")
