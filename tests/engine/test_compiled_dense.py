@@ -3,10 +3,10 @@ constant on either side or a batched constant, the fused MatMul + Add) on a tiny
 
 ``x (N, 4, 6)`` → MatMul W₁ (6, 5) + b₁ (fused into ``onnxlrp::Dense``; the VJP flattens the token axis into one
 Gemm) → Relu → MatMul by a batched W₂ (1, 4, 4) on the left → MatMul by a batched W₃ (1, 5, 3) → Reshape (N, 12) →
-MatMul W₄ (12, 6) → Relu → Gemm (W₆, b₆) → Relu → Transpose → Gemm (transA=1, transB=0, alpha=2, beta=0.5, bias).
-The compiled gradient, LRP-ε (the kept outputs) and γ/z⁺ (each layer's forward emitted again under modified
-parameters, biases included), run by onnxruntime alone, equal the numpy backend's. Written for the untested mutants
-of mutation testing (``tools/mutation_report.md``).
+MatMul W₄ (12, 6) → Relu → Gemm (W₆, b₆, beta=2) → Relu → Transpose → Gemm (transA=1, transB=0, alpha=2,
+beta=0.5, bias). The compiled gradient, LRP-ε (the kept outputs) and γ/z⁺ (each layer's forward emitted again
+under modified parameters, biases included), run by onnxruntime alone, equal the numpy backend's. Written for the
+untested mutants of mutation testing (``tools/mutation_report.md``).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def dense_model(seed=0):
         helper.make_node("Reshape", ["h3", "flat"], ["f"]),
         helper.make_node("MatMul", ["f", "w4"], ["h4"]),
         helper.make_node("Relu", ["h4"], ["r4"]),
-        helper.make_node("Gemm", ["r4", "w6", "b6"], ["h6"]),
+        helper.make_node("Gemm", ["r4", "w6", "b6"], ["h6"], beta=2.0),
         helper.make_node("Relu", ["h6"], ["r6"]),
         helper.make_node("Transpose", ["r6"], ["t"], perm=[1, 0]),
         helper.make_node("Gemm", ["t", "w5", "b5"], ["logits"], transA=1, alpha=2.0, beta=0.5),

@@ -33,7 +33,7 @@ def pooling_model(seed=0):
         helper.make_node("AveragePool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1,
                          count_include_pad=1),
         helper.make_node("Flatten", ["p"], ["f"]),
-        helper.make_node("Gemm", ["f", "d"], ["logits"], transB=1),
+        helper.make_node("Gemm", ["f", "d"], ["logits"], transB=1, beta=3.0),  # no C: beta is ignored
     ]
     inits = {"w": rng.standard_normal((5, 3, 3, 3)).astype(np.float32),
              "b": rng.standard_normal(5).astype(np.float32),
