@@ -2,11 +2,12 @@
 constant on either side or a batched constant, the fused MatMul + Add) on a tiny model built here, torch-free.
 
 ``x (N, 4, 6)`` → MatMul W₁ (6, 5) + b₁ (fused into ``onnxlrp::Dense``; the VJP flattens the token axis into one
-Gemm) → Relu → MatMul by a batched W₂ (1, 4, 4) on the left → MatMul by a batched W₃ (1, 5, 3) → Reshape (N, 12) →
-MatMul W₄ (12, 6) → Relu → Gemm (W₆, b₆, beta=2) → Relu → Transpose → Gemm (transA=1, transB=0, alpha=2,
-beta=0.5, bias). The compiled gradient, LRP-ε (the kept outputs) and γ/z⁺ (each layer's forward emitted again
-under modified parameters, biases included), run by onnxruntime alone, equal the numpy backend's. Written for the
-untested mutants of mutation testing (``tools/mutation_report.md``).
+Gemm) → Relu → MatMul by a batched W₂ (1, 4, 4) on the left → Unsqueeze (N, 1, 4, 5) → MatMul by a batched W₃
+(2, 5, 3), which broadcasts x (its VJP sums over that axis) → Reshape (N, 24) → MatMul W₄ (24, 6) → Relu → Gemm
+(W₆, b₆, beta=2) → Relu → Transpose → Gemm (transA=1, transB=0, alpha=2, beta=0.5, bias). The compiled gradient,
+LRP-ε (the kept outputs) and γ/z⁺ (each layer's forward emitted again under modified parameters, biases included),
+run by onnxruntime alone, equal the numpy backend's. Written for the untested mutants of mutation testing
+(``tools/mutation_report.md``).
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def dense_model(seed=0):
         helper.make_node("MatMul", ["x", "w1"], ["m1"]), helper.make_node("Add", ["m1", "b1"], ["h1"]),
         helper.make_node("Relu", ["h1"], ["r1"]),
         helper.make_node("MatMul", ["w2", "r1"], ["h2"]),
-        helper.make_node("MatMul", ["h2", "w3"], ["h3"]),
+        helper.make_node("Unsqueeze", ["h2", "one"], ["u2"]),
+        helper.make_node("MatMul", ["u2", "w3"], ["h3"]),  # (N, 1, 4, 5) @ (2, 5, 3): x broadcast against W
         helper.make_node("Reshape", ["h3", "flat"], ["f"]),
         helper.make_node("MatMul", ["f", "w4"], ["h4"]),
         helper.make_node("Relu", ["h4"], ["r4"]),
@@ -46,8 +48,9 @@ def dense_model(seed=0):
         helper.make_node("Gemm", ["t", "w5", "b5"], ["logits"], transA=1, alpha=2.0, beta=0.5),
     ]
     f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
-    inits = {"w1": f32(6, 5), "b1": f32(5), "w2": f32(1, 4, 4), "w3": f32(1, 5, 3), "flat": np.array([0, -1], np.int64),
-             "w4": f32(12, 6), "w5": f32(6, 3), "b5": f32(3), "w6": f32(6, 6), "b6": f32(6)}
+    inits = {"w1": f32(6, 5), "b1": f32(5), "w2": f32(1, 4, 4), "w3": f32(2, 5, 3), "one": np.array([1], np.int64),
+             "flat": np.array([0, -1], np.int64), "w4": f32(24, 6), "w5": f32(6, 3), "b5": f32(3), "w6": f32(6, 6),
+             "b6": f32(6)}
     return make_model(nodes, [("x", ["N", 4, 6])], [("logits", ["N", 3])], inits)
 
 
