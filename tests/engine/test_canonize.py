@@ -1,0 +1,151 @@
+"""The canonizer's BatchNorm fold and MatMul + Add fusion (``onnxlrp/engine/canonize.py``), read from the canonical
+graph: the folded parameters against ``W' = W·s``, ``b' = (b − μ)·s + β`` with ``s = γ/√(σ² + ε)`` computed here in
+float64, and the cases left alone. Written for the survivors of mutation testing (``tools/mutation_report.md``)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from onnxlrp.engine.canonize import canonize
+from onnxlrp.engine.graph import Graph
+from onnxlrp.engine.session import Session
+from tests.helpers.compare import assert_close
+from tests.helpers.onnx_builders import make_model
+
+R = np.random.default_rng(11)
+K = 4
+STATS = {"s": R.uniform(0.5, 2, K).astype(np.float32), "bb": R.normal(size=K).astype(np.float32),
+         "m": R.normal(size=K).astype(np.float32), "v": R.uniform(0.05, 0.5, K).astype(np.float32)}
+EPS = 1e-3
+
+
+def _bn(inp, out="y", **attrs):
+    return helper.make_node("BatchNormalization", [inp, "s", "bb", "m", "v"], [out], epsilon=EPS, **attrs)
+
+
+def _scale():
+    st = {k: v.astype(np.float64) for k, v in STATS.items()}
+    return st, st["s"] / np.sqrt(st["v"] + EPS)
+
+
+def _folded(session, name):
+    node = next(n for n in session.canonical.nodes if n.name == name)
+    constants = session.canonical.constants
+    return node, constants[node.inputs[1]], constants[node.inputs[2]]
+
+
+def _session(nodes, init, opset=17, **kw):
+    model = make_model(nodes, [("x", ["N", 3])], [("y", ["N", K])], {**STATS, **init}, opset=opset)
+    return Session(model, dtype="float64", **kw)
+
+
+@pytest.mark.parametrize("bias, beta", [(R.normal(size=K), 3.0), (R.normal(size=(1, K)), 1.0),
+                                        (np.float32(0.7), 3.0), (None, 1.0)],
+                         ids=["bias (K,)", "bias (1, K)", "scalar bias", "no bias"])
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_a_batchnorm_after_a_gemm_is_folded_into_a_dense_layer(bias, beta, trans_b):
+    w = R.normal(size=(K, 3) if trans_b else (3, K)).astype(np.float32)
+    init = {"w": w} if bias is None else {"w": w, "c": np.asarray(bias, np.float32)}
+    gemm = helper.make_node("Gemm", ["x", "w"] + ([] if bias is None else ["c"]), ["z"], name="g", transB=trans_b,
+                            alpha=2.0, beta=beta)
+    session = _session([gemm, _bn("z")], init)
+    node, weight, b = _folded(session, "g")
+    st, s = _scale()
+    effective = 2.0 * (w.T if trans_b else w).astype(np.float64)
+    # beta·C as the float32 model states it (rounded to float32, as onnxruntime computes it), then float64
+    c = np.zeros(K) if bias is None else np.broadcast_to(np.float32(beta) * np.asarray(bias, np.float32).reshape(-1),
+                                                         (K,)).astype(np.float64)
+    assert (node.op_type, node.domain, node.outputs) == ("Dense", "onnxlrp", ("y",))
+    assert_close(weight, effective * s[None, :], rtol=1e-15, atol=0)
+    assert_close(b, (c - st["m"]) * s + st["bb"], rtol=1e-15, atol=1e-15)
+    assert weight.dtype == b.dtype == np.float64
+    assert any("folded BatchNormalization" in line for line in session.canonizer_log)
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_a_batchnorm_after_a_fused_dense_layer_is_folded_into_it(opset):
+    """MatMul + Add (fused first into ``onnxlrp::Dense``; the bias first, as ``Add(b, ·)``) then BatchNorm, at an
+    opset before BatchNorm's ``training_mode`` and after."""
+    w, c = R.normal(size=(3, K)).astype(np.float32), R.normal(size=K).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m1"]), helper.make_node("Add", ["c", "m1"], ["z"], name="a"),
+             _bn("z")]
+    session = _session(nodes, {"w": w, "c": c}, opset=opset)
+    node, weight, b = _folded(session, "a")
+    st, s = _scale()
+    assert (node.op_type, node.domain, node.inputs[0]) == ("Dense", "onnxlrp", "x")
+    assert [n.op_type for n in session.canonical.nodes] == ["Dense"]
+    assert_close(weight, w.astype(np.float64) * s[None, :], rtol=1e-15, atol=0)
+    assert_close(b, (c.astype(np.float64) - st["m"]) * s + st["bb"], rtol=1e-15, atol=1e-15)
+    assert any("fused MatMul" in line for line in session.canonizer_log)
+
+
+@pytest.mark.parametrize("bias", [R.normal(size=(1, K)), np.float32(0.3)], ids=["(1, K)", "scalar"])
+def test_a_matmul_and_add_of_a_row_or_scalar_bias_become_one_dense_layer(bias):
+    w = R.normal(size=(3, K)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m1"]), helper.make_node("Add", ["m1", "c"], ["y"], name="a")]
+    session = Session(make_model(nodes, [("x", ["N", 3])], [("y", ["N", K])],
+                                 {"w": w, "c": np.asarray(bias, np.float32)}), dtype="float64")
+    (node,) = session.canonical.nodes
+    assert (node.op_type, node.domain, node.since) == ("Dense", "onnxlrp", 1)
+    b = session.canonical.constants[node.inputs[2]]
+    assert b.shape == (K,) and np.array_equal(b, np.broadcast_to(np.asarray(bias, np.float32).reshape(-1), (K,)))
+
+
+@pytest.mark.parametrize("bias_shape", [(K, 1), (1, 1, K)], ids=["column", "3-D"])
+def test_a_matmul_and_add_that_would_change_shape_are_not_fused(bias_shape):
+    w = R.normal(size=(3, K)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m1"]), helper.make_node("Add", ["m1", "c"], ["y"])]
+    out = [K, K] if bias_shape == (K, 1) else [1, "N", K]
+    session = Session(make_model(nodes, [("x", ["N", 3])], [("y", out)],
+                                 {"w": w, "c": R.normal(size=bias_shape).astype(np.float32)}), dtype="float64")
+    assert [n.op_type for n in session.canonical.nodes] == ["MatMul", "Add"]
+
+
+def test_folding_in_a_float32_model_is_computed_in_float64():
+    """float32 statistics: ``s`` is computed in float64, so the folded weights equal the float64 formula."""
+    w = R.normal(size=(K, 3)).astype(np.float32)
+    model = make_model([helper.make_node("Gemm", ["x", "w"], ["z"], name="g", transB=1), _bn("z")],
+                       [("x", ["N", 3])], [("y", ["N", K])], {**STATS, "w": w})
+    _, weight, _ = _folded(Session(model), "g")
+    _, s = _scale()
+    assert_close(weight, w.T.astype(np.float64) * s[None, :], rtol=1e-15, atol=0)
+
+
+def test_batchnorms_that_cannot_be_folded_are_left_and_the_rest_still_folded():
+    """In graph order: a BatchNorm in training mode, one after a Gemm with transA, one after a Relu, one after a sum
+    of two varying tensors and one whose input is also read elsewhere, all left; the last, after a Gemm, folded."""
+    w = {f"w{i}": R.normal(size=(K, 3)).astype(np.float32) for i in range(3)}
+    nodes = [
+        helper.make_node("Gemm", ["x", "w0"], ["z0"], transB=1), _bn("z0", "n0", training_mode=1),
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0]),
+        helper.make_node("Gemm", ["xt", "wt"], ["z1"], transA=1), _bn("z1", "n1"),
+        helper.make_node("Gemm", ["x", "w1"], ["z2"], transB=1), helper.make_node("Relu", ["z2"], ["r2"]),
+        _bn("r2", "n2"),
+        helper.make_node("Add", ["z2", "z0"], ["z3"]), _bn("z3", "n3"),
+        helper.make_node("Gemm", ["x", "w2"], ["z4"], name="last", transB=1), _bn("z4", "n4"),
+        helper.make_node("Relu", ["z4"], ["r4"]),
+        helper.make_node("Sum", ["n0", "n1", "n2", "n3", "n4", "r4"], ["y"]),
+    ]
+    model = make_model(nodes, [("x", ["N", 3])], [("y", ["N", K])],
+                       {**STATS, **w, "wt": R.normal(size=(3, K)).astype(np.float32)})
+    out, constants, log = canonize(Graph(model, check=False), {"y"})
+    assert [n.outputs[0] for n in out if n.op_type == "BatchNormalization"] == ["n0", "n1", "n2", "n3", "n4"]
+    assert not any("folded" in line for line in log)
+    nodes[-2:] = [helper.make_node("Sum", ["n0", "n1", "n2", "n3", "n4"], ["y"])]  # z4 read by its BatchNorm alone
+    model = make_model(nodes, [("x", ["N", 3])], [("y", ["N", K])],
+                       {**STATS, **w, "wt": R.normal(size=(3, K)).astype(np.float32)})
+    out, constants, log = canonize(Graph(model, check=False), {"y"})
+    assert [n.outputs[0] for n in out if n.op_type == "BatchNormalization"] == ["n0", "n1", "n2", "n3"]
+    (node,) = [n for n in out if n.name == "last"]
+    assert node.op_type == "Dense" and node.outputs == ("n4",)
+    assert_close(constants[node.inputs[1]], w["w2"].T.astype(np.float64) * _scale()[1][None, :], rtol=1e-15, atol=0)
+    assert log == ["folded BatchNormalization 'BatchNormalization_11' into Gemm 'last'"]
+
+
+def test_a_batchnorm_reading_the_explained_output_is_not_folded():
+    w = R.normal(size=(K, 3)).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["z"], transB=1), _bn("z")]
+    model = make_model(nodes, [("x", ["N", 3])], [("z", ["N", K]), ("y", ["N", K])], {**STATS, "w": w})
+    session = Session(model, output_name="z", dtype="float64")
+    assert [n.op_type for n in session.canonical.nodes] == ["Gemm", "BatchNormalization"]
