@@ -1,8 +1,9 @@
 """``report.html`` and ``spray.json`` of ``onnxlrp audit``: the table, the strategies and example inputs, drawn.
 
 Everything is read back from the audit folder (the Parquet shards, the maps, ``spray/``), so the report of a
-resumed run is the report of the whole run. Example inputs are read again from the dataset (a few per cluster,
-at most :data:`MAX_EXAMPLES` in all), so the page stays small whatever the dataset's size.
+resumed run is the report of the whole run. Per method, the :data:`MAX_CLASSES` classes with the most distinct
+strategies are drawn in full and the others listed in a table; example inputs are read again from the dataset (a
+few per cluster, at most :data:`MAX_EXAMPLES` in all): the page stays small whatever the dataset's size.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from .outputs import jsonable
 
 MAX_EXAMPLES = 240
 EXAMPLES_PER_CLUSTER = 6
+#: classes drawn in full per method (the most distinct strategies first); the others are one table row each
+MAX_CLASSES = 40
 
 
 def _name(index: int, names) -> str:
@@ -66,17 +69,17 @@ def write_report(out, plan, result, labels, args) -> None:
         np.add.at(matrix, (label[known], predicted[known]), 1)
     counts = np.bincount(predicted[predicted >= 0], minlength=max(classes, 0)) if classes > 0 else np.zeros(0)
     maps = AuditMaps(out)
-    wanted = [row for per in result.strategies.values() for entry in per.values()
-              for c in entry.get("clusters", []) for row in c["examples"][:EXAMPLES_PER_CLUSTER]][:MAX_EXAMPLES]
+    shown = {method: ranked_classes(per_class)[:MAX_CLASSES] for method, per_class in result.strategies.items()}
+    wanted = [row for method, classes_shown in shown.items() for cls in classes_shown
+              for c in result.strategies[method][cls].get("clusters", [])
+              for row in c["examples"][:EXAMPLES_PER_CLUSTER]][:MAX_EXAMPLES]
     pictures = _example_pictures(plan, wanted)
     sections = []
     for method, per_class in result.strategies.items():
-        views = []
-        for cls, entry in per_class.items():
-            views.append(_class_view(out, method, cls, entry, names, maps, pictures))
-        views.sort(key=lambda v: -max((c.distinctness for c in v.clusters), default=-np.inf)
-                   if v.n_clusters and v.n_clusters > 1 else np.inf)
-        sections.append(MethodSection(method, views, _measures(out, plan, method)))
+        views = [_class_view(out, method, cls, per_class[cls], names, maps, pictures) for cls in shown[method]]
+        rest = [(_name(int(c), names), e["rows"], e.get("n_clusters"), _top_distinctness(e))
+                for c in ranked_classes(per_class)[MAX_CLASSES:] for e in [per_class[c]]]
+        sections.append(MethodSection(method, views, _measures(out, plan, method), rest))
     meta = [("model", plan.model), ("data", ", ".join(plan.data)), ("inputs", str(result.rows)),
             ("methods", ", ".join(m.name for m in plan.methods)), ("engine", args.engine),
             ("maps", f"{plan.map_size} x {plan.map_size}, shards of {plan.shard_size} rows (maps/)")]
@@ -85,6 +88,21 @@ def write_report(out, plan, result, labels, args) -> None:
                       predicted=[(_name(i, names), int(c)) for i, c in enumerate(counts) if c],
                       failed=failed)
     fileio.write_text(out / "report.html", page)
+
+
+def _top_distinctness(entry: dict) -> float | None:
+    """The distinctness of a class's most distinct strategy, ``None`` with fewer than two strategies."""
+    clusters = entry.get("clusters", [])
+    return max(c["distinctness"] for c in clusters) if len(clusters) > 1 else None
+
+
+def ranked_classes(per_class: dict) -> list[int]:
+    """A method's classes for the report: those with several strategies first, by their most distinct strategy
+    (largest first), then the rest by size."""
+    def key(cls):
+        top = _top_distinctness(per_class[cls])
+        return (0, -top, cls) if top is not None else (1, -per_class[cls]["rows"], cls)
+    return sorted(per_class, key=key)
 
 
 def _class_view(out, method, cls, entry, names, maps, pictures) -> ClassView:

@@ -68,6 +68,8 @@ class MethodSection:
     method: str
     classes: list[ClassView]
     measures: list[tuple[str, float, float, int]] = field(default_factory=list)
+    #: classes not drawn: ``(name, rows, strategies or None, top distinctness or None)``
+    more: list[tuple[str, int, int | None, float | None]] = field(default_factory=list)
 
 
 def _b64(png: bytes) -> str:
@@ -166,5 +168,12 @@ def audit_page(title: str, meta: Sequence[tuple[str, str]], sections: Sequence[M
             parts.append(f"<section><table><tr><th>measure</th><th>mean</th><th>std</th><th>n</th></tr>{rows}"
                          "</table></section>")
         parts.extend(_class_html(view) for view in section.classes)
+        if section.more:
+            rows = "".join(f"<tr><td>{_e(n)}</td><td class=\"num\">{r}</td><td class=\"num\">"
+                           f"{'' if k is None else k}</td><td class=\"num\">{'' if d is None else f'{d:.3f}'}</td>"
+                           "</tr>" for n, r, k, d in section.more)
+            parts.append(f"<section><h3>{len(section.more)} more classes</h3><p class=\"note\">Not drawn; "
+                         "spray.json and spray/ hold their strategies.</p><table><tr><th>class</th><th>inputs</th>"
+                         f"<th>strategies</th><th>most distinct</th></tr>{rows}</table></section>")
     parts.append("</body></html>\n")
     return "".join(parts)

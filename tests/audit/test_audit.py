@@ -3,6 +3,7 @@ SIGKILL with every row exactly once, and the refusals. (Ray: tests/audit/test_au
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -201,3 +202,17 @@ def test_bad_data_and_options_are_one_line_errors(tmp_path, capsys, argv, code, 
     assert _audit(*[a.format(tmp=tmp_path) for a in argv], "-o", tmp_path / "out") == code
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_report_draws_the_most_distinct_classes_and_lists_the_rest(tmp_path, monkeypatch):
+    from onnxlrp.cli import audit_report
+    monkeypatch.setattr(audit_report, "MAX_CLASSES", 2)
+    x, y = _digits(60, seed=4)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    assert _audit(tmp_path / "data.npz", "--labels", LABELS, "-o", tmp_path / "out") == 0
+    report = (tmp_path / "out" / "report.html").read_text()
+    predicted = len(set(_table(tmp_path / "out")["epsilon_plus.class"]))
+    assert report.count('<div class="class">') == 2
+    assert f"{predicted - 2} more classes" in report
+    strategies = json.loads((tmp_path / "out" / "spray.json").read_text())["methods"]["epsilon_plus"]
+    assert sorted(map(int, strategies)) == sorted(set(_table(tmp_path / "out")["epsilon_plus.class"]))
