@@ -216,3 +216,24 @@ def test_the_report_draws_the_most_distinct_classes_and_lists_the_rest(tmp_path,
     assert f"{predicted - 2} more classes" in report
     strategies = json.loads((tmp_path / "out" / "spray.json").read_text())["methods"]["epsilon_plus"]
     assert sorted(map(int, strategies)) == sorted(set(_table(tmp_path / "out")["epsilon_plus.class"]))
+
+
+def test_ctrl_c_keeps_the_committed_shards_and_says_how_to_finish(tmp_path, monkeypatch, capsys):
+    from onnxlrp.audit import compute
+    x, y = _digits(12)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    explain_shard = compute.ShardWorker.__call__
+
+    def interrupted_at_shard_2(self, index):
+        if index == 2:
+            raise KeyboardInterrupt
+        return explain_shard(self, index)
+
+    monkeypatch.setattr(compute.ShardWorker, "__call__", interrupted_at_shard_2)
+    out = tmp_path / "out"
+    assert _audit(tmp_path / "data.npz", "--shard-size", "4", "--no-spray", "-o", out) == 130
+    assert "run the same command with --resume to finish the audit" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["rows-000000.parquet", "rows-000001.parquet"]
+    monkeypatch.setattr(compute.ShardWorker, "__call__", explain_shard)
+    assert _audit(tmp_path / "data.npz", "--shard-size", "4", "--no-spray", "--resume", "-o", out) == 0
+    assert _table(out)["row"] == list(range(12))
