@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import pickle
+import socket
 import time
 import warnings
 from collections.abc import Callable
@@ -81,6 +82,16 @@ def run_audit(plan: AuditPlan, out, *, resume: bool = False, engine: str = "loca
     worker = ShardWorker(plan)
     plan = replace(plan, batch_size=worker.rows_per_batch)  # every engine explains the same batches
     worker.plan = plan
+    started = connect_ray(num_workers, address) if engine == "ray" else False  # before any file is written
+    try:
+        return _run(plan, worker, out, resume, engine, num_workers, spray, on_progress, t0)
+    finally:
+        if started:
+            import ray
+            ray.shutdown()
+
+
+def _run(plan, worker, out, resume, engine, num_workers, spray, on_progress, t0) -> AuditResult:
     store = AuditStore(Path(out), plan, manifest(plan, worker), len(worker.dataset), resume)
     done, pending = store.done(), store.pending()
     if on_progress is not None:
@@ -93,7 +104,7 @@ def run_audit(plan: AuditPlan, out, *, resume: bool = False, engine: str = "loca
 
     t1 = time.monotonic()
     if engine == "ray":
-        run_on_ray(plan, pending, commit, num_workers=num_workers, address=address)
+        run_on_ray(plan, pending, commit, num_workers=num_workers)
     else:
         for index in pending:
             commit(worker(index))
@@ -135,35 +146,60 @@ def blas_threads() -> dict[str, str]:
     return {n: os.environ.get(n, count) for n in names}
 
 
-def run_on_ray(plan: AuditPlan, pending: list[int], commit: Callable, *, num_workers: int,
-               address: str | None) -> None:
-    """Compute ``pending`` shards on Ray Data and ``commit`` each result in this process as it arrives."""
-    if not pending:
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once a ``HOST:PORT`` (or ``ray://HOST:PORT``) that nothing answers on: Ray itself retries such an
+    address for minutes. ``auto`` and other forms are left to Ray."""
+    text = address.removeprefix("ray://")
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
         return
     try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise BackendUnavailableError(f"cannot join the Ray cluster at {address!r}: nothing answers on {host}:{port} "
+                                      f"({exc.strerror or exc}); start one with `ray start --head`, or drop --address "
+                                      "for a local one") from None
+
+
+def connect_ray(num_workers: int, address: str | None) -> bool:
+    """Join the cluster at ``address``, or start a local one of ``num_workers`` CPUs; ``True`` when this call
+    started or joined it (and should shut it down), ``False`` when Ray was already initialised in this process."""
+    try:
         import ray
-        import ray.data
+        import ray.data  # noqa: F401 - Ray Data is the part the audit uses
     except ImportError:
         raise BackendUnavailableError("--engine ray needs Ray: pip install 'onnxlrp[ray]'") from None
-    started = not ray.is_initialized()
-    if started:
-        options = {"address": address} if address else {"num_cpus": num_workers}
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **options)
     for name in ("ray", "ray.data"):  # Ray's progress lines and notices would bury onnxlrp's own output
         logging.getLogger(name).setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return False
+    options = {"address": address} if address else {"num_cpus": num_workers}
+    if address:
+        check_reachable(address)
     try:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
-        context.print_on_execution_start = False
-        shards = ray.data.from_items([{"shard": k} for k in pending], override_num_blocks=len(pending))
-        with warnings.catch_warnings():  # max_restarts has no named parameter yet: Ray warns of its **kwargs
-            warnings.simplefilter("ignore", DeprecationWarning)
-            results = shards.map_batches(RayShardActor, fn_constructor_args=(plan,), batch_size=1,
-                                         compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=1,
-                                         runtime_env={"env_vars": blas_threads()}, max_restarts=0)
-        for batch in results.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=1):
-            for payload in batch["result"]:
-                commit(pickle.loads(payload))
-    finally:
-        if started:
-            ray.shutdown()
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackendUnavailableError(f"cannot join the Ray cluster at {address!r}: {reason} (start one with "
+                                      "`ray start --head`, or drop --address for a local one)") from None
+    return True
+
+
+def run_on_ray(plan: AuditPlan, pending: list[int], commit: Callable, *, num_workers: int) -> None:
+    """Compute ``pending`` shards on Ray Data (already connected: :func:`connect_ray`) and ``commit`` each result in
+    this process as it arrives."""
+    if not pending:
+        return
+    import ray.data
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    shards = ray.data.from_items([{"shard": k} for k in pending], override_num_blocks=len(pending))
+    with warnings.catch_warnings():  # max_restarts has no named parameter yet: Ray warns of its **kwargs
+        warnings.simplefilter("ignore", DeprecationWarning)
+        results = shards.map_batches(RayShardActor, fn_constructor_args=(plan,), batch_size=1,
+                                     compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=1,
+                                     runtime_env={"env_vars": blas_threads()}, max_restarts=0)
+    for batch in results.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=1):
+        for payload in batch["result"]:
+            commit(pickle.loads(payload))

@@ -187,6 +187,7 @@ def test_resume_refuses_another_audit_and_a_new_run_refuses_an_old_folder(tmp_pa
     (["{tmp}/labels-only.parquet"], 15, "has no column of images or arrays"),
     (["{tmp}/data.npz", "--column", "pixels"], 2, "--column is for Parquet data"),
     (["{tmp}/classes"], 16, "class folder 'zebra'"),
+    (["{tmp}/data.npz", "--engine", "ray", "--address", "127.0.0.1:1"], 11, "nothing answers on 127.0.0.1:1"),
 ])
 def test_bad_data_and_options_are_one_line_errors(tmp_path, capsys, argv, code, message):
     x, y = _digits(3)
@@ -202,6 +203,7 @@ def test_bad_data_and_options_are_one_line_errors(tmp_path, capsys, argv, code, 
     assert _audit(*[a.format(tmp=tmp_path) for a in argv], "-o", tmp_path / "out") == code
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 def test_the_report_draws_the_most_distinct_classes_and_lists_the_rest(tmp_path, monkeypatch):
