@@ -46,6 +46,8 @@ class AuditResult:
     strategies: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     class_names: list | None = None
+    #: the explained input's ``(name, shape, dtype)``: what reading the dataset again needs, without the model
+    input: tuple | None = None
 
 
 def file_digest(path: str) -> str:
@@ -116,8 +118,9 @@ def _run(plan, worker, out, resume, engine, num_workers, spray, on_progress, t0)
     t3 = time.monotonic()
     store.finish(clusters)
     seconds = {"open": t1 - t0, "explain": t2 - t1, "spray": t3 - t2, "table": time.monotonic() - t3}
+    ex = worker.explainer
     return AuditResult(store.out, store.count, len(pending), len(done), strategies, seconds,
-                       worker.dataset.class_names)
+                       worker.dataset.class_names, (ex.input_name, tuple(ex.input_shape), ex.input_dtype))
 
 
 class RayShardActor:

@@ -27,13 +27,14 @@ def _name(index: int, names) -> str:
     return names[index] if names and 0 <= index < len(names) else str(index)
 
 
-def _example_pictures(plan, rows: list[int]) -> dict[int, np.ndarray]:
-    """uint8 pictures of ``rows`` as the model saw them (images) or drawn from the arrays."""
-    from ..audit.compute import open_dataset, open_explainer
+def _example_pictures(plan, result, rows: list[int]) -> dict[int, np.ndarray]:
+    """uint8 pictures of ``rows`` as the model saw them (images) or drawn from the arrays (the dataset is opened
+    again from the explained input's description; the model is not loaded twice)."""
+    from ..audit.dataset import Dataset
     if not rows:
         return {}
-    explainer = open_explainer(plan)
-    dataset = open_dataset(plan, explainer)
+    name, shape, dtype = result.input
+    dataset = Dataset(plan.data, shape, dtype, name, **plan.dataset_options)
     prep = plan.dataset_options.get("prep")
     layout = prep.layout if prep is not None else None
     pictures = {}
@@ -73,7 +74,7 @@ def write_report(out, plan, result, labels, args) -> None:
     wanted = [row for method, classes_shown in shown.items() for cls in classes_shown
               for c in result.strategies[method][cls].get("clusters", [])
               for row in c["examples"][:EXAMPLES_PER_CLUSTER]][:MAX_EXAMPLES]
-    pictures = _example_pictures(plan, wanted)
+    pictures = _example_pictures(plan, result, wanted)
     sections = []
     for method, per_class in result.strategies.items():
         views = [_class_view(out, method, cls, per_class[cls], names, maps, pictures) for cls in shown[method]]
