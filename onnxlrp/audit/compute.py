@@ -43,6 +43,9 @@ class AuditPlan:
     batch_size: int = 16
     shard_size: int = 256
     seed: int = 0
+    #: what each method explains: ``"pred"`` the predicted class, ``"label"`` the row's label where it is known
+    #: (the prediction otherwise), as SpRAy's authors explained the true class
+    target: str = "pred"
 
     def columns(self) -> list[str]:
         """The per-method columns, in table order."""
@@ -122,13 +125,13 @@ class ShardWorker:
         maps: dict[str, np.ndarray] = {}
         at = batch.rows - start  # where the decoded rows sit in the shard
         for first in range(0, len(at), self.rows_per_batch):
-            self._explain(batch.x[first:first + self.rows_per_batch], at[first:first + self.rows_per_batch],
-                          start, n, columns, maps)
+            rows = at[first:first + self.rows_per_batch]
+            self._explain(batch.x[first:first + self.rows_per_batch], rows, batch.labels[rows], n, columns, maps)
         for m in plan.methods:  # a shard with no readable row still has its (all-NaN) maps
             maps.setdefault(m.name, np.full((n, plan.map_size, plan.map_size), np.nan, dtype=np.float32))
         return ShardResult(index, columns, maps)
 
-    def _explain(self, x: np.ndarray, at: np.ndarray, start: int, n: int, columns: dict, maps: dict) -> None:
+    def _explain(self, x: np.ndarray, at: np.ndarray, labels: np.ndarray, n: int, columns: dict, maps: dict) -> None:
         from ..evaluate.suite import METRICS, Context, run_metric
         plan, count = self.plan, len(x)
         fed = x
@@ -142,10 +145,15 @@ class ShardWorker:
             columns["prediction"][row] = int(top[i, 0])
             columns["top_classes"][row] = top[i].tolist()
             columns["top_scores"][row] = scores[i, top[i]].tolist()
+        target = None
+        if plan.target == "label":
+            classes = scores.shape[1]
+            chosen = np.where((labels >= 0) & (labels < classes), labels, top[:, 0])
+            target = np.concatenate([chosen, np.repeat(chosen[-1:], len(fed) - count)]).tolist()
         for m in plan.methods:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ZeroRelevanceWarning)  # ΣR = 0 says it in the table
-                res = self.explainer.explain(fed, method=m.name, **m.params)
+                res = self.explainer.explain(fed, method=m.name, target=target, **m.params)
             relevance, targets = res.relevance[:count], np.asarray(res.target)[:count]
             explained = np.asarray(res.output)[:count].reshape(count, -1)
             sums = relevance.reshape(count, -1).astype(np.float64).sum(axis=1)

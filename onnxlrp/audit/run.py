@@ -70,6 +70,7 @@ def manifest(plan: AuditPlan, worker: ShardWorker) -> dict:
         "preprocessing": prep.to_dict() if prep is not None else None,
         "labels": plan.dataset_options.get("labels"), "class_names": worker.dataset.class_names,
         "top_k": plan.top_k, "map_size": plan.map_size, "shard_size": plan.shard_size, "seed": plan.seed,
+        "target": plan.target,
         "rows_per_batch": worker.rows_per_batch, "onnxlrp": __version__,
     }
 

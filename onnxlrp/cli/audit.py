@@ -52,7 +52,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                      dataset_options={"prep": prep, "labels": labels, "column": args.column,
                                       "label_column": args.label_column},
                      metrics=tuple((m.name, p) for m, p in metrics), top_k=args.top_k, map_size=args.map_size,
-                     batch_size=args.batch_size, shard_size=args.shard_size, seed=args.seed)
+                     batch_size=args.batch_size, shard_size=args.shard_size, seed=args.seed, target=args.target)
     del ex
     out, created = fileio.make_output_dir(args.out)
     spray = None if args.no_spray else {"max_per_class": args.spray_max, "neighbours": args.spray_neighbours,

@@ -58,6 +58,9 @@ def add_parsers(sub, command: Callable, add_preprocessing: Callable, add_run_opt
                     "(default: the first of image, img, pixel_values, x, input, array, or the first binary column)")
     au.add_argument("--label-column", metavar="NAME", help="Parquet data: the column holding labels (default: "
                     "label, labels, y, target when present)")
+    au.add_argument("-t", "--target", choices=["pred", "label"], default="pred",
+                    help="what each method explains (and SpRAy groups by): pred, the predicted class (default), or "
+                         "label, each input's label where it is known (the prediction otherwise)")
     au.add_argument("--resume", action="store_true", help="finish an interrupted audit in --out (same command)")
     au.add_argument("--top-k", type=_positive, default=5, help="scores kept per input (default 5)")
     au.add_argument("--map-size", type=_positive, default=32, metavar="S",
