@@ -145,15 +145,15 @@ class ShardWorker:
             columns["prediction"][row] = int(top[i, 0])
             columns["top_classes"][row] = top[i].tolist()
             columns["top_scores"][row] = scores[i, top[i]].tolist()
-        target = None
+        asked = None  # the prediction
         if plan.target == "label":
             classes = scores.shape[1]
             chosen = np.where((labels >= 0) & (labels < classes), labels, top[:, 0])
-            target = np.concatenate([chosen, np.repeat(chosen[-1:], len(fed) - count)]).tolist()
+            asked = np.concatenate([chosen, np.repeat(chosen[-1:], len(fed) - count)]).tolist()
         for m in plan.methods:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ZeroRelevanceWarning)  # ΣR = 0 says it in the table
-                res = self.explainer.explain(fed, method=m.name, target=target, **m.params)
+                res = self.explainer.explain(fed, method=m.name, target=asked, **m.params)
             relevance, targets = res.relevance[:count], np.asarray(res.target)[:count]
             explained = np.asarray(res.output)[:count].reshape(count, -1)
             sums = relevance.reshape(count, -1).astype(np.float64).sum(axis=1)

@@ -6,6 +6,7 @@ import argparse
 from ..audit.dataset import Dataset
 from ..errors import UsageError
 from ..inputs import images
+from .inputs import preprocessing_options
 
 IMAGE_OPTIONS = ("size", "preprocess", "mean", "std", "scale", "layout")
 
@@ -19,12 +20,7 @@ def preprocessing(args: argparse.Namespace, input_shape) -> images.Preprocessing
             raise UsageError(f"{', '.join(given) or '--grayscale'}: the model input "
                              f"{images.format_shape(input_shape)} is not an image batch")
         return None
-    try:
-        return images.resolve_preprocessing(input_shape, size=args.size, layout=args.layout,
-                                            grayscale=args.grayscale or None, scale=args.scale, mean=args.mean,
-                                            std=args.std, preset=getattr(args, "preprocess", None))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    return preprocessing_options(args, input_shape)
 
 
 def open_dataset(args: argparse.Namespace, explainer, labels: list[str] | None) -> Dataset:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import limits
+from ..audit.run import file_digest
 from ..errors import BackendUnavailableError, ModelLoadError, UsageError
 from ..inputs.images import format_shape, image_layout_from_shape
 from . import files as fileio
@@ -96,20 +96,12 @@ def model_description(explainer, path: str) -> dict:
                                   for t in proto.graph.initializer)
     ops = collections.Counter(n.op_type for n in proto.graph.node if n.op_type in QUANT_OPS)
     outputs = {name: dtype for name, _, dtype in info["outputs"]}
-    return {"path": path, "sha256": _sha256(path), "opset": info["opset"], "producer": info["producer"],
+    return {"path": path, "sha256": file_digest(path), "opset": info["opset"], "producer": info["producer"],
             "input": {"name": explainer.input_name, "shape": list(explainer.input_shape),
                       "dtype": str(explainer.input_dtype)},
             "output": {"name": explainer.output_name, "shape": list(explainer.output_shape),
                        "dtype": outputs.get(explainer.model_output_name)},
             "weights": dict(sorted(weights.items())), "quantisation_ops": dict(sorted(ops.items()))}
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _diff(args: argparse.Namespace, chosen, out_dir: Path) -> int:

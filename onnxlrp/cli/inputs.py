@@ -400,6 +400,12 @@ def image_preprocessing(args: argparse.Namespace, files, input_shape) -> Preproc
     ``--scale``/``--mean``/``--std`` or ``--preprocess``), or ``None`` when no input is an image."""
     if not any(kind == "image" for _, kind in files):
         return None
+    return preprocessing_options(args, input_shape)
+
+
+def preprocessing_options(args: argparse.Namespace, input_shape) -> Preprocessing:
+    """:func:`onnxlrp.inputs.images.resolve_preprocessing` with the command's options; a bad combination is a
+    usage error."""
     try:
         return images.resolve_preprocessing(input_shape, size=args.size, layout=args.layout,
                                             grayscale=args.grayscale or None, scale=args.scale, mean=args.mean,

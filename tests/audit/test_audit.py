@@ -246,12 +246,12 @@ def test_target_label_explains_each_rows_label_where_it_is_known(tmp_path):
     y = (y + np.arange(10) % 2) % 10  # half the labels differ from what the model predicts
     y[3] = -1  # unknown: the prediction is explained
     np.savez(tmp_path / "data.npz", x=x, y=y)
-    assert _audit(tmp_path / "data.npz", "--target", "label", "-m", "gradient", "--no-spray", "--map-size", "32",
-                  "-o", tmp_path / "out") == 0
+    assert _audit(tmp_path / "data.npz", "--target", "label", "-m", "gradient,epsilon_plus", "--no-spray",
+                  "--map-size", "32", "-o", tmp_path / "out") == 0
     table = _table(tmp_path / "out")
     ex = onnxlrp.Explainer(str(DIGITS_MODEL))
     expected = np.where(y >= 0, y, ex.explain(x, method="gradient").target)
-    assert table["gradient.class"] == expected.tolist()
+    assert table["gradient.class"] == table["epsilon_plus.class"] == expected.tolist()
     assert table["label"][3] is None and table["gradient.class"][3] == table["prediction"][3]
     res = ex.explain(x, method="gradient", target=expected.tolist())
     np.testing.assert_array_equal(AuditMaps(tmp_path / "out").get("gradient", range(10)),
