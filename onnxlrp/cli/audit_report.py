@@ -21,6 +21,8 @@ MAX_EXAMPLES = 240
 EXAMPLES_PER_CLUSTER = 6
 #: classes drawn in full per method (the most distinct strategies first); the others are one table row each
 MAX_CLASSES = 40
+#: clusters drawn per class, the most distinct first (a graph of many tiny components can give hundreds)
+MAX_CLUSTERS = 12
 
 
 def _name(index: int, names) -> str:
@@ -72,7 +74,7 @@ def write_report(out, plan, result, labels, args) -> None:
     maps = AuditMaps(out)
     shown = {method: ranked_classes(per_class)[:MAX_CLASSES] for method, per_class in result.strategies.items()}
     wanted = [row for method, classes_shown in shown.items() for cls in classes_shown
-              for c in result.strategies[method][cls].get("clusters", [])
+              for c in result.strategies[method][cls].get("clusters", [])[:MAX_CLUSTERS]
               for row in c["examples"][:EXAMPLES_PER_CLUSTER]][:MAX_EXAMPLES]
     pictures = _example_pictures(plan, result, wanted)
     sections = []
@@ -118,7 +120,7 @@ def _class_view(out, method, cls, entry, names, maps, pictures) -> ClassView:
     eigen = stored["eigenvalues"]
     view.eigen_png = imaging.png_bytes(line_plot([Series("eigenvalue", np.arange(1, len(eigen) + 1), eigen)],
                                                  xlabel="index", width=260, height=220))
-    for c in entry["clusters"]:
+    for c in entry["clusters"][:MAX_CLUSTERS]:
         mean = mean_maps.get(c["cluster"])
         mean_png = imaging.png_bytes(imaging.zoom(imaging.heatmap_rgb(mean), imaging.zoom_factor(mean.shape, 96)))
         examples = []

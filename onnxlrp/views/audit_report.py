@@ -131,9 +131,11 @@ def _class_html(view: ClassView) -> str:
             (f", {view.clustered} clustered" if view.clustered != view.rows else "") + "</h3>")
     if view.n_clusters is None:
         return f"<div class=\"class\">{head}<p class=\"note\">too few inputs for SpRAy</p></div>"
+    hidden = view.n_clusters - len(view.clusters)
     note = (f"<p class=\"note\">{view.n_clusters} strateg{'y' if view.n_clusters == 1 else 'ies'} (eigengap "
-            f"{view.eigengap:.3g}); most distinct first. A small, distinct cluster is a candidate Clever Hans "
-            "strategy: look at its mean map and examples.</p>")
+            f"{view.eigengap:.3g}); most distinct first" + (f", the {hidden} least distinct not drawn (spray.json)"
+                                                             if hidden > 0 else "") +
+            ". A small, distinct cluster is a candidate Clever Hans strategy: look at its mean map and examples.</p>")
     figures = ""
     if view.scatter_png is not None:
         figures += f"<figure><img src=\"{_b64(view.scatter_png)}\" alt=\"embedding\"><figcaption>embedding" \
