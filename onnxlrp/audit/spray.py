@@ -28,7 +28,9 @@ already summed, :func:`.maps.pixel_maps`):
    ``m + 1`` eigenvalues, ``m = min(max_clusters, N - 1)``, the first ``j`` on ties; ``k* = 1`` when the largest
    gap is the first one (a homogeneous class).
 6. **Clusters**: k-means (``k*`` clusters, 10 seeded restarts) on the rows of the first ``k*`` eigenvectors, each row
-   scaled to unit length (Ng, Jordan and Weiss 2001).
+   scaled to unit length (Ng, Jordan and Weiss 2001); then two clusters whose mean maps lie closer than the larger
+   of their spreads are merged, closest pair first (:func:`merge_inseparable`: the eigengap can ask for a cut
+   through one tight group of maps, whose halves share their mean within their own scatter).
 7. **2-D embedding**: t-SNE (seeded, PCA start, perplexity ``min(30, (N - 1) / 3)``) of the row-normalised first
    ``E`` eigenvectors, as CoRelAy does; or, with ``embedding="spectral"`` (no t-SNE: for large ``N``), the
    Laplacian-eigenmap coordinates ``D^-1/2 v_2``, ``D^-1/2 v_3``.
@@ -142,7 +144,8 @@ def spray(maps: np.ndarray, *, size: int = 32, neighbours: int = 10, max_cluster
         k = min(components, len(gaps))
     else:
         k = int(np.argmax(gaps)) + 1
-        labels = np.zeros(n, dtype=np.int64) if k == 1 else _kmeans(sklearn, _unit_rows(vectors[:, :k]), k, seed)
+        labels = np.zeros(n, dtype=np.int64) if k == 1 else merge_inseparable(
+            x, _kmeans(sklearn, _unit_rows(vectors[:, :k]), k, seed))
     if embedding == "tsne":
         picture = _tsne(sklearn, _unit_rows(vectors), seed)
     else:
@@ -175,7 +178,32 @@ def _partition(x: np.ndarray, neighbours: int, max_clusters: int, seed: int, skl
         return np.unique(labels, return_inverse=True)[1]
     eigenvalues, vectors, _ = laplacian_eigen(affinity, min(max_clusters + 1, n), seed)
     k = int(np.argmax(np.diff(eigenvalues[:min(max_clusters, n - 1) + 1]))) + 1
-    return np.zeros(n, dtype=np.int64) if k == 1 else _kmeans(sklearn, _unit_rows(vectors[:, :k]), k, seed)
+    return np.zeros(n, dtype=np.int64) if k == 1 else merge_inseparable(
+        x, _kmeans(sklearn, _unit_rows(vectors[:, :k]), k, seed))
+
+
+def merge_inseparable(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Labels ``0 .. k-1`` after merging, closest pair first, every two clusters that are not separated: the
+    distance of their mean maps is below the larger of their spreads (``sigma``, the root-mean-square distance of a
+    cluster's maps from its mean). k-means cuts wherever the eigengap asks for a cut, also through one tight group
+    of maps (a single strategy) whose two halves then share their mean within their own scatter."""
+    labels = np.unique(labels, return_inverse=True)[1]
+    while labels.max() > 0:
+        k = int(labels.max()) + 1
+        counts = np.bincount(labels, minlength=k)
+        means = np.zeros((k, x.shape[1]))
+        np.add.at(means, labels, x)
+        means /= counts[:, None]
+        spread = np.sqrt(np.bincount(labels, weights=((x - means[labels]) ** 2).sum(axis=1), minlength=k) / counts)
+        distance = np.sqrt(((means[:, None, :] - means[None, :, :]) ** 2).sum(axis=2))
+        scale = np.maximum(spread[:, None], spread[None, :])
+        ratio = np.divide(distance, scale, out=np.full_like(distance, np.inf), where=scale > 0)
+        np.fill_diagonal(ratio, np.inf)
+        a, b = np.unravel_index(int(np.argmin(ratio)), ratio.shape)
+        if ratio[a, b] >= 1.0:
+            break
+        labels = np.unique(np.where(labels == b, a, labels), return_inverse=True)[1]
+    return labels
 
 
 def normalise(flat: np.ndarray) -> np.ndarray:

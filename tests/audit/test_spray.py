@@ -16,7 +16,7 @@ import pytest
 import onnxlrp
 from onnxlrp.audit import spray as spray_module
 from onnxlrp.audit.maps import area_weights, downsample, pixel_maps
-from onnxlrp.audit.spray import spray
+from onnxlrp.audit.spray import merge_inseparable, spray
 from onnxlrp.errors import BackendUnavailableError, InputShapeError, NonFiniteError, UsageError
 from tests.helpers import REPO
 from tests.helpers.compare import assert_close
@@ -262,3 +262,19 @@ def test_spray_finds_the_planted_shortcut():
     recall = carries_patch[holding.members].sum() / carries_patch.sum()
     assert purity >= 0.9 and recall >= 0.9, (purity, recall, [c.size for c in result.clusters])
     assert holding.index == 0, [c.distinctness for c in result.clusters]  # ranked most distinct
+
+
+def test_two_halves_of_one_tight_group_are_merged_and_separated_groups_are_not(rng):
+    """``merge_inseparable``: a cut through one group (its halves' means closer than their spread) is undone; two
+    groups whose means lie several spreads apart stay two."""
+    centre = rng.normal(size=64)
+    group = centre + 0.1 * rng.normal(size=(40, 64))
+    halves = (group[:, 0] > centre[0]).astype(np.int64)  # a cut through the middle of one group
+    assert (merge_inseparable(group, halves) == 0).all()
+    other = rng.normal(size=64) + 0.1 * rng.normal(size=(30, 64))
+    both = np.concatenate([group, other])
+    truth = np.r_[np.zeros(40, np.int64), np.ones(30, np.int64)]
+    assert np.array_equal(merge_inseparable(both, truth), truth)
+    # the cut of the first group is merged back, the second group kept apart
+    three = np.r_[halves, np.full(30, 2)]
+    assert np.array_equal(merge_inseparable(both, three), truth)
