@@ -1,6 +1,8 @@
 """The canonizer's BatchNorm fold and MatMul + Add fusion (``onnxlrp/engine/canonize.py``), read from the canonical
 graph: the folded parameters against ``W' = W·s``, ``b' = (b − μ)·s + β`` with ``s = γ/√(σ² + ε)`` computed here in
-float64, and the cases left alone. Written for the survivors of mutation testing (``tools/mutation_report.md``)."""
+float64, and the cases left alone: malformed statistics or parameters (graphs built without the checker, as
+onnxruntime refuses them) and a ``Dense`` of another domain. Written for the survivors of mutation testing
+(``tools/mutation_report.md``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -143,3 +145,66 @@ def test_a_batchnorm_reading_the_explained_output_is_not_folded():
     model = make_model(nodes, [("x", ["N", 3])], [("z", ["N", K]), ("y", ["N", K])], {**STATS, "w": w})
     session = Session(model, output_name="z", dtype="float64")
     assert [n.op_type for n in session.canonical.nodes] == ["Gemm", "BatchNormalization"]
+
+
+def test_a_cast_constant_is_lowered_before_the_fusions_with_the_canonizer_s_constants():
+    """``Cast`` of a float64 weight: the lowering writes the cast weight into the canonizer's own constants (the ones
+    the fusions and the session read), with the protected set consulted, and the Gemm + BatchNorm after it fold."""
+    w = R.normal(size=(3, K))
+    nodes = [helper.make_node("Cast", ["w64"], ["w"], to=1), helper.make_node("Gemm", ["x", "w"], ["z"], name="g"),
+             _bn("z", name="bn")]
+    model = make_model(nodes, [("x", ["N", 3])], [("y", ["N", K])], {**STATS, "w64": w})
+    out, constants, log = canonize(Graph(model, check=False), {"y"})
+    assert [n.op_type for n in out] == ["Dense"]
+    assert constants["w"].dtype == np.float32 and np.array_equal(constants["w"], w.astype(np.float32))
+    assert_close(constants[out[0].inputs[1]], w.astype(np.float32).astype(np.float64) * _scale()[1][None, :],
+                 rtol=1e-15, atol=0)
+    assert log == ["folded 1 Cast(s) of constants", "folded BatchNormalization 'bn' into Gemm 'g'"]
+
+
+def _malformed(stats=None, w=None, c=None, prev=None, opset=17):
+    """Gemm (or ``prev``) → BatchNorm with the given statistics, weight or bias, then a well-formed Gemm → BatchNorm
+    after it, canonized on a graph built without the checker (onnxruntime refuses these models)."""
+    st = {**STATS, **(stats or {})}
+    inits = {**{f"{k}0": v for k, v in st.items() if v is not None}, **STATS,
+             "w0": R.normal(size=(3, K)).astype(np.float32) if w is None else w,
+             "w1": R.normal(size=(K, K)).astype(np.float32)}
+    if c is not None:
+        inits["c0"] = c
+    first = prev or helper.make_node("Gemm", ["x", "w0"] + (["c0"] if c is not None else []), ["z0"], name="g0")
+    nodes = [first,
+             helper.make_node("BatchNormalization", ["z0", "s0", "bb0", "m0", "v0"], ["n0"], epsilon=EPS, name="bn0"),
+             helper.make_node("Gemm", ["n0", "w1"], ["z1"], name="g1"), _bn("z1", name="bn1")]
+    model = make_model(nodes, [("x", ["N", 3])] + [(f"{k}0", [K]) for k, v in st.items() if v is None],
+                       [("y", ["N", K])], inits, opset=opset,
+                       extra_opsets=[(prev.domain, 1)] if prev is not None else ())
+    out, _, log = canonize(Graph(model, check=False), {"y"})
+    return out, log
+
+
+MALFORMED = {
+    "a statistic that is not a constant": dict(stats={"m": None}),
+    "a statistic of another size": dict(stats={"m": STATS["m"][:3]}),
+    "a boolean statistic": dict(stats={"v": STATS["v"] > 0.2}),
+    "a 2-D statistic": dict(stats={"s": STATS["s"][None, :]}),
+    "a boolean weight": dict(w=R.normal(size=(3, K)) > 0),
+    "a bias of another size": dict(c=R.normal(size=3).astype(np.float32)),
+    "a boolean bias": dict(c=R.normal(size=K) > 0),
+    "a weight whose columns are not the channels": dict(w=R.normal(size=(3, K + 1)).astype(np.float32)),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_batchnorm_with_malformed_statistics_or_parameters_is_left_and_the_next_is_still_folded(case):
+    out, log = _malformed(**case)
+    assert [(n.name, n.op_type) for n in out] == [("g0", "Gemm"), ("bn0", "BatchNormalization"), ("g1", "Dense")]
+    assert log == ["folded BatchNormalization 'bn1' into Gemm 'g1'"]
+
+
+def test_a_batchnorm_after_a_dense_of_another_domain_is_left():
+    """Only the canonizer's ``onnxlrp::Dense`` takes a BatchNorm: a ``Dense`` of another domain keeps it, even with a
+    constant 2-D second input of the right width. (A model may not use the ``onnxlrp`` domain itself.)"""
+    out, log = _malformed(prev=helper.make_node("Dense", ["x", "w0"], ["z0"], name="g0", domain="custom"))
+    assert [(n.name, n.op_type, n.domain) for n in out] == [
+        ("g0", "Dense", "custom"), ("bn0", "BatchNormalization", ""), ("g1", "Dense", "onnxlrp")]
+    assert log == ["folded BatchNormalization 'bn1' into Gemm 'g1'"]
