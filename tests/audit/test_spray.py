@@ -50,7 +50,7 @@ def test_downsample_upsamples_by_box_and_keeps_the_mean(rng):
     # 12 / 4 = 3 output rows per input row; 12 / 6 = 2 output columns per input column: plain replication
     assert_close(got, maps.repeat(3, axis=1).repeat(2, axis=2), atol=1e-6, label="box upsampling")
     odd = rng.standard_normal((1, 5, 7))
-    assert_close(downsample(odd, 12).mean(), odd.mean(), atol=1e-6, label="mean kept")
+    assert_close(downsample(odd, 12).mean(), odd.mean(), atol=1e-7, label="mean kept")
 
 
 def test_area_weights_rows_sum_to_one():
@@ -110,7 +110,7 @@ def test_three_groups_give_three_clusters_exactly(rng):
     assert result.n_clusters == 3 and same_partition(result.labels, groups)
     # three components of the neighbour graph: three zero eigenvalues, then the gap (measured l_4 = 0.56)
     assert result.eigenvalues.shape == (9,) and np.all(np.diff(result.eigenvalues) >= 0)
-    assert_close(result.eigenvalues[:3], np.zeros(3), atol=1e-10, label="zero eigenvalues")
+    assert_close(result.eigenvalues[:3], np.zeros(3), atol=3e-15, label="zero eigenvalues")
     assert result.eigengap == pytest.approx(result.eigenvalues[3] - result.eigenvalues[2])
     assert result.embedding.shape == (100, 2) and np.isfinite(result.embedding).all()
     assert [c.index for c in result.clusters] == [0, 1, 2]
@@ -133,7 +133,7 @@ def test_distinctness_and_mean_maps_follow_the_formula(rng):
         separation = np.linalg.norm(mean - rest)
         spread = np.sqrt(((x[inside] - mean) ** 2).sum(axis=1).mean())
         assert c.distinctness == pytest.approx(separation / (separation + spread), rel=1e-9)
-        assert_close(c.mean_map.ravel(), mean, atol=1e-7, label="mean map (float32)")
+        assert_close(c.mean_map.ravel(), mean, atol=2e-9, label="mean map (float32)")
 
 
 def test_a_homogeneous_class_is_one_cluster(rng):
@@ -162,7 +162,7 @@ def test_arpack_and_dense_decompositions_agree(rng, monkeypatch):
     sparse = spray(maps, embedding="spectral")
     assert same_partition(sparse.labels, groups) and np.array_equal(sparse.labels, dense.labels)
     # ARPACK converges to machine precision (tol=0): measured 2e-15
-    assert_close(sparse.eigenvalues, dense.eigenvalues, atol=1e-10, label="eigsh vs eigh")
+    assert_close(sparse.eigenvalues, dense.eigenvalues, atol=2e-14, label="eigsh vs eigh")
 
 
 # ---------------------------------------------------------------------------------------------- degenerate input

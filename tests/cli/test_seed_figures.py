@@ -41,7 +41,7 @@ def test_seed_004_rap_positive_and_negative_images_and_conservation(tmp_path):
         relevance = np.load(out / rap["files"]["relevance"])
         assert rap["target"] == entry["predicted"]["class"]
         # RAP conserves the logit (float32 run: a few ulps of the summed map)
-        assert_close(relevance.sum(dtype=np.float64), rap["logit"], rtol=1e-5, label="sum R vs logit")
+        assert_close(relevance.sum(dtype=np.float64), rap["logit"], rtol=1e-6, label="sum R vs logit")
         # the negative image is blank (bwr's white) exactly when no pixel's channel sum is negative
         negative = np.asarray(Image.open(out / rap["files"]["negative"]).convert("RGB")).reshape(-1, 3)
         blank = np.unique(negative, axis=0).tolist() == [[255, 255, 255]]
