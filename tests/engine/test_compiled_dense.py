@@ -13,14 +13,13 @@ untested mutants of mutation testing (``tools/mutation_report.md``).
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from onnx import helper
 
 from onnxlrp import Explainer
-from onnxlrp.compiler import compile as compile_method
 from onnxlrp.lrp.rules import Gamma, ZPlus
 from tests.helpers.compare import assert_rel
+from tests.helpers.compiled import compiled_and_numpy
 from tests.helpers.onnx_builders import make_model
 
 #: float32 maps, rel. L2 against the numpy backend; measured 0 for all three; 1e-7, about one float32 rounding, leaves
@@ -60,12 +59,8 @@ def dense_model(seed=0):
 def test_compiled_dense_layers_equal_the_numpy_backend(method, rules):
     model = dense_model()
     assert {n.op_type for n in Explainer(model).session.path.nodes} >= {"Dense", "MatMul", "Gemm"}
-    compiled = compile_method(model, method, rules=rules)
-    session = ort.InferenceSession(compiled.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(1).standard_normal((3, 4, 6)).astype(np.float32)
-    target = np.array([0, 2, 1], np.int64)
-    got = session.run(["relevance"], {"x": x, "target": target})[0]
-    expected = Explainer(model).explain(x, method, target=target, rules=rules).relevance
+    got, expected = compiled_and_numpy(model, method, x, np.array([0, 2, 1], np.int64), rules)
     assert np.abs(expected).sum() > 0
     assert_rel(got, expected, TOL, f"dense {method}{' γ, z+' if rules else ''}")
 
@@ -85,10 +80,6 @@ def test_a_dense_layer_the_canonizer_made_inside_a_fused_op_is_emitted_forward(m
                        extra_opsets=[("com.microsoft", 1)])
     assert [(n.op_type, n.outputs[0]) for n in Explainer(model).session.path.nodes] == [
         ("Dense", "g::biased"), ("Gelu", "h"), ("Gemm", "logits")]
-    session = ort.InferenceSession(compile_method(model, method).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    x, target = f32(3, 6), np.array([0, 2, 1], np.int64)
-    got = session.run(["relevance"], {"x": x, "target": target})[0]
-    expected = Explainer(model).explain(x, method, target=target).relevance
+    got, expected = compiled_and_numpy(model, method, f32(3, 6), np.array([0, 2, 1], np.int64))
     assert np.abs(expected).sum() > 0
     assert_rel(got, expected, 2e-6, f"BiasGelu {method}")

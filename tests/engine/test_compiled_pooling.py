@@ -9,14 +9,12 @@ backend's. Written for the untested mutants of mutation testing (``tools/mutatio
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from onnx import helper
 
-from onnxlrp import Explainer
-from onnxlrp.compiler import compile as compile_method
 from onnxlrp.lrp.rules import ZPlus
 from tests.helpers.compare import assert_rel
+from tests.helpers.compiled import compiled_and_numpy
 from tests.helpers.onnx_builders import make_model
 
 #: float32 maps, rel. L2 against the numpy backend; measured 7.3e-8 (gradient), 7.7e-8 (LRP-ε), 9.4e-8 (z⁺)
@@ -47,11 +45,7 @@ def pooling_model(seed=0):
 def test_compiled_pooling_equals_the_numpy_backend(method, rules):
     """z⁺ at the average pools recomputes their forward on ``x⁺`` (the emitted forward); ε uses the kept output."""
     model = pooling_model()
-    compiled = compile_method(model, method, rules=rules)
-    session = ort.InferenceSession(compiled.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(1).standard_normal((2, 3, 7, 7)).astype(np.float32)
-    target = np.array([1, 3], np.int64)
-    got = session.run(["relevance"], {"x": x, "target": target})[0]
-    expected = Explainer(model).explain(x, method, target=target, rules=rules).relevance
+    got, expected = compiled_and_numpy(model, method, x, np.array([1, 3], np.int64), rules)
     assert np.abs(expected).sum() > 0
     assert_rel(got, expected, TOL, f"pooling {method}{' z+' if rules else ''}")

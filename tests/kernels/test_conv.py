@@ -14,17 +14,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx import helper
 
-from onnxlrp import Explainer
-from onnxlrp.compiler import compile as compile_method
 from onnxlrp.engine.graph import Graph
 from onnxlrp.kernels import op_conv
 from onnxlrp.lrp.rules import ZPlus
 from tests.helpers.compare import assert_close, assert_rel
+from tests.helpers.compiled import compiled_and_numpy
 from tests.helpers.onnx_builders import make_model
 
 #: float64 kernel against the float64 reference, as rtol and atol; measured at most 3.6e-15 (entries up to ~10)
@@ -263,11 +261,7 @@ COMPILED_TOL = 2e-6
                          ids=["gradient", "epsilon", "zplus_at_the_convs"])
 def test_compiled_convs_equal_the_numpy_backend(method, rules):
     model = conv_model()
-    compiled = compile_method(model, method, rules=rules)
-    session = ort.InferenceSession(compiled.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(1).standard_normal((2, 3, 8, 7)).astype(np.float32)
-    target = np.array([0, 2], np.int64)
-    got = session.run(["relevance"], {"x": x, "target": target})[0]
-    expected = Explainer(model).explain(x, method, target=target, rules=rules).relevance
+    got, expected = compiled_and_numpy(model, method, x, np.array([0, 2], np.int64), rules)
     assert np.abs(expected).sum() > 0
     assert_rel(got, expected, COMPILED_TOL, f"convs {method}{' z+' if rules else ''}")
