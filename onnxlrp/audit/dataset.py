@@ -78,12 +78,14 @@ class Batch:
     errors: dict[int, str] = field(default_factory=dict)
 
 
-def _pyarrow():
+def pyarrow(purpose: str = "reading Parquet"):
+    """``(pyarrow, pyarrow.parquet)``, or :class:`BackendUnavailableError` naming ``purpose`` and the extra."""
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise BackendUnavailableError("reading Parquet needs pyarrow: pip install 'onnxlrp[audit]'") from None
-    return pq
+        raise BackendUnavailableError(f"{purpose} needs pyarrow: pip install 'onnxlrp[audit]'") from None
+    return pa, pq
 
 
 def _kind(path: Path) -> str | None:
@@ -293,7 +295,7 @@ class Dataset:
         return rows if header.ndim == len(self.sample_shape) + 1 else 1
 
     def _parquet_rows(self, path: Path) -> int:
-        pq = _pyarrow()
+        _, pq = pyarrow()
         try:
             meta = pq.ParquetFile(str(path))
         except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
@@ -425,7 +427,7 @@ class Dataset:
     def _load_row_group(self, part: Part, group: int):
         """One row group: its samples (an array when every row holds a whole sample, else the cells) and labels."""
         import pyarrow.compute as pc
-        pq = _pyarrow()
+        _, pq = pyarrow()
         columns = [c for c in (self.column, self.label_column) if c is not None]
         table = pq.ParquetFile(part.path).read_row_group(group, columns=columns)
         column = table.column(self.column).combine_chunks()

@@ -22,23 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, InputFileError, UsageError
+from ..errors import InputFileError, UsageError
 from .compute import AuditPlan, ShardResult
+from .dataset import pyarrow
 
 MANIFEST = "manifest.json"
 TABLE = "audit.parquet"
 #: bumped when the layout changes: an older folder is not resumed
 LAYOUT_VERSION = 1
 
-
-def pyarrow():
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise BackendUnavailableError("onnxlrp audit writes Parquet with pyarrow: pip install 'onnxlrp[audit]'") \
-            from None
-    return pa, pq
 
 
 def method_folder(name: str) -> str:
@@ -62,7 +54,7 @@ def replace_atomically(path: Path, write) -> None:
 
 def schema(plan: AuditPlan, clusters: bool = False):
     """The table's columns and types (the same for every shard, nulls included)."""
-    pa, _ = pyarrow()
+    pa, _ = pyarrow("onnxlrp audit")
     fields = [pa.field("row", pa.int64()), pa.field("source", pa.string()), pa.field("label", pa.int64()),
               pa.field("prediction", pa.int64()), pa.field("top_classes", pa.list_(pa.int64())),
               pa.field("top_scores", pa.list_(pa.float64())), pa.field("error", pa.string())]
@@ -131,7 +123,7 @@ class AuditStore:
 
     def commit(self, result: ShardResult) -> None:
         """Write a shard's maps, then its rows (the commit)."""
-        pa, pq = pyarrow()
+        pa, pq = pyarrow("onnxlrp audit")
         for name, maps in result.maps.items():
             replace_atomically(self.maps_file(name, result.index), lambda h, a=maps: np.save(h, a))
         table = pa.Table.from_pydict(result.columns, schema=schema(self.plan))
@@ -139,7 +131,7 @@ class AuditStore:
 
     def tables(self, columns: list[str] | None = None) -> Iterator:
         """The committed shards' row tables in order (one shard in memory at a time)."""
-        _, pq = pyarrow()
+        _, pq = pyarrow("onnxlrp audit")
         for k in range(self.shards):
             yield pq.read_table(self.rows_file(k), columns=columns)
 
@@ -160,7 +152,7 @@ class AuditStore:
     def finish(self, clusters: dict[str, np.ndarray]) -> Path:
         """Write ``audit.parquet``: every shard's rows in order, one row group per shard, plus each method's SpRAy
         cluster (``clusters[method]``: one value per row, -1 where the row was not clustered)."""
-        pa, pq = pyarrow()
+        pa, pq = pyarrow("onnxlrp audit")
         full = schema(self.plan, clusters=True)
         path = self.out / TABLE
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 from .. import limits
 from ..errors import ModelLoadError, UsageError
 from . import files as fileio
@@ -87,15 +85,3 @@ def _print_summary(out, result, labels, seconds: float) -> None:
                          for c, e in sorted(found)[:8])
         print(f"  {method}: {len(found)} class(es) with several strategies" + (f" ({text})" if text else ""))
     print(f"wrote {out / 'audit.parquet'}, maps/, spray.json, report.html")
-
-
-def class_name(index: int, labels) -> str:
-    return labels[index] if labels and 0 <= index < len(labels) else str(index)
-
-
-def confusion(true: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
-    """Counts ``[label, prediction]`` of the rows whose label and prediction are known."""
-    known = (true >= 0) & (predicted >= 0) & (true < classes) & (predicted < classes)
-    matrix = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(matrix, (true[known], predicted[known]), 1)
-    return matrix

@@ -53,7 +53,8 @@ def _example_pictures(plan, result, rows: list[int]) -> dict[int, np.ndarray]:
 
 def write_report(out, plan, result, labels, args) -> None:
     """Write ``spray.json`` and ``report.html`` into ``out``."""
-    from ..audit.store import AuditMaps, pyarrow
+    from ..audit.dataset import pyarrow
+    from ..audit.store import AuditMaps
     names = labels or result.class_names
     fileio.write_text(out / "spray.json", json.dumps(jsonable({
         "methods": {m: {str(c): e for c, e in per.items()} for m, per in result.strategies.items()},
@@ -136,7 +137,7 @@ def _class_view(out, method, cls, entry, names, maps, pictures) -> ClassView:
 
 
 def _measures(out, plan, method) -> list[tuple[str, float, float, int]]:
-    from ..audit.store import pyarrow
+    from ..audit.dataset import pyarrow
     _, pq = pyarrow()
     names = [f"{method}.{metric}" for metric, _ in plan.metrics]
     if not names:

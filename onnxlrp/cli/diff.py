@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import limits
+from ..audit.dataset import pyarrow
 from ..audit.run import file_digest
-from ..errors import BackendUnavailableError, ModelLoadError, UsageError
+from ..errors import ModelLoadError, UsageError
 from ..inputs.images import format_shape, image_layout_from_shape
 from . import files as fileio
 from .args import one_method, version
@@ -40,15 +41,6 @@ QUANT_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLi
              "MatMulInteger", "ConvInteger", "QGemm", "MatMulNBits")
 
 
-def _pyarrow():
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise BackendUnavailableError("diff writes diff.parquet with pyarrow: pip install 'onnxlrp[audit]'") from None
-    return pa, pq
-
-
 def cmd_diff(args: argparse.Namespace) -> int:
     for path in (args.model_a, args.model_b):
         limits.check_file(path, "model", ModelLoadError, "model file")
@@ -57,7 +49,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     chosen = one_method(args, "diff")
     from ..audit.drift import top_k_count
     top_k_count(args.top_k, 1)  # a bad --top-k is refused before anything loads
-    _pyarrow()
+    pyarrow("writing diff.parquet")
     out_dir, created = fileio.make_output_dir(args.out)
     try:
         return _diff(args, chosen, out_dir)
@@ -106,7 +98,7 @@ def model_description(explainer, path: str) -> dict:
 
 def _diff(args: argparse.Namespace, chosen, out_dir: Path) -> int:
     from ..audit.drift import COLUMNS, LeastSimilar, compare, summarize, top_k_count
-    pa, pq = _pyarrow()
+    pa, pq = pyarrow("writing diff.parquet")
     t0 = time.monotonic()
     ex_a, ex_b, classes = _explainers(args)
     labels = read_labels(args.labels, classes)
