@@ -90,7 +90,9 @@ def add_parsers(sub, command: Callable, add_preprocessing: Callable, add_run_opt
     add_run_options(run, budget="batches are split to fit", quiet="no progress bar and no summary on stdout")
     add_model_selection(au)
     add_common(au)
-    au.set_defaults(func=command("audit", "cmd_audit"), batch_size=64)  # larger batches amortise the walk's overhead
+    # larger batches amortise the walk's overhead; an interrupted audit is finished with --resume
+    au.set_defaults(func=command("audit", "cmd_audit"), batch_size=64,
+                    interrupt_hint="run the same command with --resume to finish the audit")
 
     di = sub.add_parser(
         "diff", help="compare two exports of one model on the same inputs: predictions and explanation drift",

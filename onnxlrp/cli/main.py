@@ -50,12 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        resume = ("; run the same command with --resume to finish the audit"
-                  if getattr(args, "command", None) == "audit" and not getattr(args, "resume", False) else
-                  "; run the same command again to finish the audit" if getattr(args, "command", None) == "audit"
-                  else "")
-        print(f"{PROG}: interrupted; files already written are complete, nothing is half-written{resume}",
-              file=sys.stderr)
+        hint = getattr(args, "interrupt_hint", None)  # a command's own way to finish (audit: --resume)
+        print(f"{PROG}: interrupted; files already written are complete, nothing is half-written"
+              f"{'; ' + hint if hint else ''}", file=sys.stderr)
         return INTERRUPTED_EXIT
     except BrokenPipeError:  # e.g. `onnxlrp methods | head`
         try:
