@@ -23,6 +23,18 @@ def _positive(text: str) -> int:
     return value
 
 
+#: the largest stored map side: a shard's maps are held in memory (rows x S x S float32)
+MAX_MAP_SIZE = 1024
+
+
+def _map_size(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_MAP_SIZE:
+        raise argparse.ArgumentTypeError(f"at most {MAX_MAP_SIZE} (maps are resized to S x S and a shard's maps are "
+                                         f"held in memory); got {value}")
+    return value
+
+
 def add_parsers(sub, command: Callable, add_preprocessing: Callable, add_run_options: Callable,
                 add_model_selection: Callable, add_common: Callable) -> None:
     """Add ``audit`` and ``diff`` to the sub-command parsers ``sub``."""
@@ -63,7 +75,7 @@ def add_parsers(sub, command: Callable, add_preprocessing: Callable, add_run_opt
                          "label, each input's label where it is known (the prediction otherwise)")
     au.add_argument("--resume", action="store_true", help="finish an interrupted audit in --out (same command)")
     au.add_argument("--top-k", type=_positive, default=5, help="scores kept per input (default 5)")
-    au.add_argument("--map-size", type=_positive, default=32, metavar="S",
+    au.add_argument("--map-size", type=_map_size, default=32, metavar="S",
                     help="maps are stored resized to S x S (default 32)")
     au.add_argument("--shard-size", type=_positive, default=256, metavar="ROWS",
                     help="rows per committed shard (default 256)")

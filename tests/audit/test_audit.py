@@ -256,3 +256,10 @@ def test_target_label_explains_each_rows_label_where_it_is_known(tmp_path):
     res = ex.explain(x, method="gradient", target=expected.tolist())
     np.testing.assert_array_equal(AuditMaps(tmp_path / "out").get("gradient", range(10)),
                                   downsample(pixel_maps(res.relevance, "NCHW"), 32))
+
+
+def test_a_huge_map_size_is_a_usage_error_before_anything_is_written(tmp_path, capsys):
+    """A shard's maps are held in memory: --map-size 100000 would ask for 10^10 floats per row."""
+    assert _audit(SAMPLES, "--map-size", "100000", "-o", tmp_path / "out") == 2
+    assert "argument --map-size: at most 1024" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
